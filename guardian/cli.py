@@ -1,0 +1,197 @@
+"""`guardian wrap | serve | connect | check-config`.
+
+Everything the CLI does is also reachable through `guardian.Guardian`; this module
+only turns flags into config overrides, sets up logging, and runs the right loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from guardian import __version__
+from guardian.config import Config, read_file, validate
+from guardian.errors import ConfigError
+from guardian.gateway import Guardian
+
+logger = logging.getLogger("guardian")
+
+EPILOG_WRAP = """example (Claude Desktop / IDE `mcpServers` entry):
+  "everything": {"command": "guardian",
+                 "args": ["wrap", "--", "npx", "-y", "@modelcontextprotocol/server-everything", "stdio"]}"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="FILE", help="JSON or YAML config (default: $MCP_GUARDIAN_CONFIG)")
+    parser.add_argument("--profile", choices=["basic", "standard", "enterprise"], help="security profile")
+    parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guardian", description="MCP Guardian: a security gateway for the Model Context Protocol."
+    )
+    parser.add_argument("--version", action="version", version=f"guardian {__version__}")
+    commands = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
+
+    wrap = commands.add_parser(
+        "wrap",
+        help="stdio in, stdio out: wrap a stdio MCP server command",
+        description="Run CMD as a stdio MCP server and relay a stdio client to it through the gateway.",
+        epilog=EPILOG_WRAP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(wrap)
+    wrap.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the server to run")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve an MCP server over streamable HTTP (/mcp) and SSE (/sse)",
+        description="Serve an upstream (a URL, or a stdio command after --) over HTTP through the gateway.",
+    )
+    _common(serve)
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="bind port (default 8080)")
+    serve.add_argument("--upstream", metavar="URL", help="upstream MCP server URL")
+    serve.add_argument(
+        "--upstream-transport", choices=["streamable-http", "sse"], help="force the upstream URL's transport"
+    )
+    serve.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="a stdio server to run")
+
+    connect = commands.add_parser(
+        "connect",
+        help="stdio in, remote HTTP/SSE server out",
+        description="Let a stdio-only client reach a remote MCP server through the gateway.",
+    )
+    _common(connect)
+    connect.add_argument(
+        "--upstream-transport", choices=["streamable-http", "sse"], help="force the URL's transport"
+    )
+    connect.add_argument("url", help="the remote server's URL (…/mcp, or …/sse for SSE)")
+
+    check = commands.add_parser(
+        "check-config", help="validate a config file", description="Validate a config file; exit 0 if valid."
+    )
+    check.add_argument("file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.action == "check-config":
+        return check_config(args.file)
+    try:
+        config = Config.load(args.config, overrides=_overrides(args))
+        if config.upstream is None:
+            raise ConfigError([f"{args.action}: no upstream server: give one on the command line or in the config"])
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"guardian: {problem}", file=sys.stderr)
+        return 2
+    _setup_logging(config.monitoring.log_level)
+    guardian = Guardian(config)
+    try:
+        if args.action == "serve":
+            return _serve(guardian)
+        anyio.run(_run_stdio, guardian)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.profile:
+        overrides["security_profile"] = args.profile
+    if args.log_level:
+        overrides["monitoring"] = {"log_level": args.log_level}
+    command = [c for c in getattr(args, "command", None) or []]
+    if command and command[0] == "--":
+        command = command[1:]
+    transport = getattr(args, "upstream_transport", None)
+    url = getattr(args, "url", None) or getattr(args, "upstream", None)
+    if url and command:
+        raise ConfigError([f"{args.action}: give either --upstream URL or -- CMD, not both"])
+    if command:
+        overrides["upstream_mcp_server"] = {"command": command}
+    elif url:
+        overrides["upstream_mcp_server"] = {"url": url, **({"transport": transport} if transport else {})}
+    server: dict[str, Any] = {}
+    if getattr(args, "host", None):
+        server["bind_host"] = args.host
+    if getattr(args, "port", None) is not None:
+        server["bind_port"] = args.port
+    if server:
+        overrides["server"] = server
+    return overrides
+
+
+def check_config(path: str) -> int:
+    try:
+        data = read_file(path)
+        problems = validate(data)
+        if not problems:
+            Config.from_dict(data, path)
+    except ConfigError as exc:
+        problems = exc.problems
+    else:
+        problems = [f"{path}: {p}" for p in problems]
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
+    return 0
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="guardian %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _run_stdio(guardian: Guardian) -> None:
+    """One stdio session; SIGTERM/SIGINT end it, and the upstream goes down with it."""
+    async with anyio.create_task_group() as tg:
+
+        async def on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+                async for signum in signals:
+                    logger.info("received %s, shutting down", signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(on_signal)
+        await guardian.run_stdio()
+        tg.cancel_scope.cancel()
+
+
+def _serve(guardian: Guardian) -> int:
+    import uvicorn
+
+    server = guardian.config.server
+    base = f"http://{server.bind_host}:{server.bind_port}"
+    print(
+        f"MCP Guardian {__version__} in front of {guardian.require_upstream().label}\n"
+        f"  streamable HTTP: {base}/mcp\n  SSE:             {base}/sse\n  health:          {base}/health\n"
+        f"  e.g. npx @modelcontextprotocol/inspector --cli {base}/mcp --method tools/list",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        guardian.asgi_app(),
+        host=server.bind_host,
+        port=server.bind_port,
+        log_level=guardian.config.monitoring.log_level.lower(),
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    return 0

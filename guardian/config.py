@@ -1,0 +1,266 @@
+"""Configuration: JSON or YAML, validated against `schemas/config.schema.json`.
+
+Precedence, highest first: CLI flags, environment (`MCP_GUARDIAN_LOG_LEVEL`), the
+file (`--config` or `MCP_GUARDIAN_CONFIG`), built-in defaults. Every problem is
+reported as one line naming its JSON path, so `guardian check-config` output can be
+acted on without reading the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import yaml
+
+from guardian.errors import ConfigError
+from guardian.inspectors.limits import Limits
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.json"
+CONFIG_ENV = "MCP_GUARDIAN_CONFIG"
+LOG_LEVEL_ENV = "MCP_GUARDIAN_LOG_LEVEL"
+
+UpstreamTransport = Literal["stdio", "streamable-http", "sse"]
+Profile = Literal["basic", "standard", "enterprise"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """Where the real MCP server is: a command to spawn, or a URL."""
+
+    transport: UpstreamTransport
+    command: tuple[str, ...] = ()
+    url: str | None = None
+    name: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the upstream (for pins, audit, metrics)."""
+        return self.url if self.url is not None else shlex.join(self.command)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.key
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    bind_host: str = "127.0.0.1"
+    bind_port: int = 8080
+    max_concurrent_requests: int = 64
+    request_timeout: float = 120.0
+    max_sessions: int = 100
+    session_idle_timeout: float = 1800.0
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InspectorConfig:
+    enabled: bool = True
+    monitor: bool = False
+    timeout: float | None = None
+    fail_closed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    plugin_timeout: float = 5.0
+    fail_closed: bool = True
+    limits: Limits = field(default_factory=Limits)
+    tools_allow: tuple[str, ...] = ()
+    tools_deny: tuple[str, ...] = ()
+    inspectors: Mapping[str, InspectorConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringConfig:
+    log_level: str = "INFO"
+    audit_log: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    upstream: UpstreamConfig | None = None
+    profile: Profile = "standard"
+    proxy_mode: str | None = None
+    server: ServerConfig = field(default_factory=ServerConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    source: str = "<defaults>"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Config:
+        """Validate a config mapping and build the typed config; raises `ConfigError`."""
+        problems = validate(data)
+        if problems:
+            raise ConfigError([f"{source}: {p}" for p in problems])
+        return _build(data, source)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Config:
+        """File (or `MCP_GUARDIAN_CONFIG`) + environment + CLI overrides, validated together."""
+        environ = os.environ if environ is None else environ
+        path = path if path is not None else environ.get(CONFIG_ENV) or None
+        data: dict[str, Any] = read_file(path) if path is not None else {}
+        if level := environ.get(LOG_LEVEL_ENV):
+            data = merge(data, {"monitoring": {"log_level": level}})
+        if overrides:
+            data = merge(data, overrides)
+        return cls.from_dict(data, str(path) if path is not None else "<config>")
+
+
+def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a JSON or YAML file into a mapping; one-line `ConfigError` on any failure."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError([f"{path}: {where}invalid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: $: the top level must be a mapping, not {type(data).__name__}"])
+    return data
+
+
+def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge `overlay` over `base` (mappings merge, everything else replaces)."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def validate(data: Any) -> list[str]:
+    """One line per problem, each starting with the JSON path it concerns."""
+    problems: list[str] = []
+    for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        path = _json_path(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set(error.schema.get("properties", {}))
+            for key in sorted(k for k in error.instance if k not in allowed):
+                problems.append(f"{_join(path, key)}: unknown key")
+        elif error.validator == "oneOf" and error.context:
+            best = min(error.context, key=lambda e: len(list(e.absolute_path)))
+            problems.append(f"{path}: {_short(best.message)}")
+        else:
+            problems.append(f"{path}: {_short(error.message)}")
+    return problems
+
+
+def _json_path(parts: Any) -> str:
+    path = "$"
+    for part in parts:
+        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
+    return path
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= 160 else message[:157] + "..."
+
+
+def parse_upstream(value: str | Mapping[str, Any], transport: str | None = None) -> UpstreamConfig:
+    """An upstream from a URL, a command line, or the config object form."""
+    spec: dict[str, Any] = {"command": value} if isinstance(value, str) else dict(value)
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        spec = {"url": value}
+    chosen = transport or spec.get("transport") or "auto"
+    url = spec.get("url")
+    command: tuple[str, ...] = ()
+    if url is None:
+        raw = spec["command"]
+        command = tuple(shlex.split(raw) if isinstance(raw, str) else raw) + tuple(spec.get("args", ()))
+        if chosen not in ("auto", "stdio"):
+            raise ConfigError([f"$.upstream_mcp_server: transport {chosen!r} needs a URL, not a command"])
+        kind: UpstreamTransport = "stdio"
+    elif chosen == "auto":
+        kind = "sse" if url.rstrip("/").endswith("/sse") else "streamable-http"
+    elif chosen == "stdio":
+        raise ConfigError(["$.upstream_mcp_server: transport 'stdio' needs a command, not a URL"])
+    else:
+        kind = chosen
+    optional = {k: spec[k] for k in ("connect_timeout", "read_timeout") if k in spec}
+    return UpstreamConfig(
+        transport=kind,
+        command=command,
+        url=url,
+        name=spec.get("name"),
+        env=dict(spec.get("env", {})),
+        cwd=spec.get("cwd"),
+        headers=dict(spec.get("headers", {})),
+        **optional,
+    )
+
+
+def _build(data: Mapping[str, Any], source: str) -> Config:
+    server = data.get("server", {})
+    security = data.get("security", {})
+    monitoring = data.get("monitoring", {})
+    profile = data.get("security_profile", "standard")
+    fail_closed = security.get("fail_closed", profile != "basic")
+    upstream = data.get("upstream_mcp_server")
+    tools = security.get("tools", {})
+    return Config(
+        upstream=parse_upstream(upstream) if upstream is not None else None,
+        profile=profile,
+        proxy_mode=data.get("proxy_mode"),
+        server=ServerConfig(
+            **{k: v for k, v in server.items() if k not in ("allowed_hosts", "allowed_origins")},
+            allowed_hosts=tuple(server.get("allowed_hosts", ())),
+            allowed_origins=tuple(server.get("allowed_origins", ())),
+        ),
+        security=SecurityConfig(
+            plugin_timeout=security.get("security_plugin_timeout", 5.0),
+            fail_closed=fail_closed,
+            limits=Limits(**security.get("limits", {})),
+            tools_allow=tuple(tools.get("allow", ())),
+            tools_deny=tuple(tools.get("deny", ())),
+            inspectors={k: InspectorConfig(**v) for k, v in security.get("inspectors", {}).items()},
+        ),
+        monitoring=MonitoringConfig(
+            log_level=str(monitoring.get("log_level", "INFO")).upper(),
+            audit_log=monitoring.get("audit_log"),
+        ),
+        source=source,
+    )

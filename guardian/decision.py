@@ -1,0 +1,104 @@
+"""Findings (what an inspector saw) and decisions (what the gateway does about a message)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from mcp_types import JSONRPCMessage
+
+from guardian.content import Patch, Path, format_path
+
+
+class Action(IntEnum):
+    """Ordered by severity, so the strictest of several findings is simply `max()`."""
+
+    ALLOW = 0
+    WARN = 1
+    REDACT = 2
+    BLOCK = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing an inspector noticed, and the action it asks for.
+
+    `message` is shown to the client in a block reason, so it names the problem and
+    never echoes the content; `excerpt` (for the audit log) is already redacted.
+    """
+
+    detector: str
+    kind: str
+    message: str
+    action: Action = Action.BLOCK
+    score: float = 1.0
+    path: Path | None = None
+    span: tuple[int, int] | None = None
+    excerpt: str | None = None
+    replacement: str | None = None
+    remove: bool = False
+    """For REDACT: drop the list element at `path` (a denied tool in `tools/list`)."""
+    monitor: bool = False
+    """Recorded in monitor mode: the action was not enforced."""
+
+    def patch(self) -> Patch | None:
+        if self.action is not Action.REDACT or self.path is None:
+            return None
+        return Patch(self.path, self.replacement, self.span, self.remove)
+
+    def to_dict(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "detector": self.detector,
+            "kind": self.kind,
+            "action": str(self.action),
+            "score": self.score,
+            "message": self.message,
+        }
+        if self.path is not None:
+            record["path"] = format_path(self.path)
+        if self.span is not None:
+            record["span"] = list(self.span)
+        if self.excerpt is not None:
+            record["excerpt"] = self.excerpt
+        if self.monitor:
+            record["monitor"] = True
+        return record
+
+    @property
+    def reason(self) -> str:
+        return f"{self.detector}: {self.message}"
+
+
+@dataclass(slots=True)
+class Decision:
+    """The gateway's verdict on one message: strictest finding wins."""
+
+    action: Action = Action.ALLOW
+    findings: list[Finding] = field(default_factory=list)
+    patched: JSONRPCMessage | None = None
+    """For REDACT: the message to forward instead of the original."""
+    event_id: str | None = None
+    """Correlates the client-visible error with the audit record."""
+
+    @property
+    def reasons(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for finding in self.findings:
+            if finding.action >= Action.REDACT and not finding.monitor:
+                seen.setdefault(finding.reason, None)
+        return list(seen)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": str(self.action),
+            "findings": [f.to_dict() for f in self.findings],
+            "event_id": self.event_id,
+        }
+
+
+ALLOW = Decision()
+"""The shared verdict for the common case; never mutate it."""

@@ -1,0 +1,110 @@
+"""What an inspector is shown: one JSON-RPC message in flight, with its context.
+
+An `Event` is built by the relay for every message, in either direction. A response
+carries the request it answers (from the relay's in-flight table), so an inspector
+looking at a `tools/call` result knows which tool produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
+
+from guardian.content import TextItem, extract
+
+
+class Direction(StrEnum):
+    CLIENT_TO_SERVER = "client_to_server"
+    SERVER_TO_CLIENT = "server_to_client"
+
+
+class Kind(StrEnum):
+    REQUEST = "request"
+    RESPONSE = "response"
+    ERROR = "error"
+    NOTIFICATION = "notification"
+
+
+def kind_of(message: JSONRPCMessage) -> Kind:
+    if isinstance(message, JSONRPCRequest):
+        return Kind.REQUEST
+    if isinstance(message, JSONRPCNotification):
+        return Kind.NOTIFICATION
+    if isinstance(message, JSONRPCResponse):
+        return Kind.RESPONSE
+    return Kind.ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """Who is talking through which pipes. Identity and tenant are filled in by auth."""
+
+    session_id: str
+    transport: str
+    upstream: str
+    identity: str | None = None
+    tenant: str | None = None
+
+
+# Methods whose `params.name` / `params.uri` names the target, for audit and policy.
+_TARGET_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+@dataclass(slots=True)
+class Event:
+    """One message in flight. Inspectors read it; they never forward or mutate it."""
+
+    session: SessionInfo
+    direction: Direction
+    message: JSONRPCMessage
+    request: JSONRPCRequest | None = None
+    """For a response or error: the request it answers, when the relay saw it."""
+    size: int | None = None
+    """Wire size in bytes, when the transport knows it."""
+    _texts: list[TextItem] | None = field(default=None, repr=False)
+
+    @property
+    def kind(self) -> Kind:
+        return kind_of(self.message)
+
+    @property
+    def method(self) -> str | None:
+        """The method of a request/notification, or of the request a response answers."""
+        if isinstance(self.message, JSONRPCRequest | JSONRPCNotification):
+            return self.message.method
+        return self.request.method if self.request is not None else None
+
+    @property
+    def id(self) -> Any:
+        return getattr(self.message, "id", None)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The params of a request/notification, or of the request a response answers."""
+        source = self.message if isinstance(self.message, JSONRPCRequest | JSONRPCNotification) else self.request
+        return (source.params or {}) if source is not None else {}
+
+    @property
+    def target(self) -> str | None:
+        """Tool or prompt name, or resource URI, that the (answered) request names."""
+        method = self.method
+        key = _TARGET_PARAM.get(method) if method else None
+        value = self.params.get(key) if key else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        return self.message.result if isinstance(self.message, JSONRPCResponse) else None
+
+    @property
+    def error(self) -> JSONRPCError | None:
+        return self.message if isinstance(self.message, JSONRPCError) else None
+
+    def texts(self) -> list[TextItem]:
+        """Readable strings in the message, extracted once and shared by all inspectors."""
+        if self._texts is None:
+            self._texts = extract(self.message)
+        return self._texts

@@ -1,0 +1,172 @@
+"""`Guardian`: the gateway as a library object.
+
+It owns the config, the inspection pipeline and the audit log, and runs sessions: a
+session is a pair of downstream streams (from any server-side transport) relayed to a
+fresh upstream connection. The CLI, the ASGI app and embedding code all go through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp.shared.message import SessionMessage
+from mcp_types import JSONRPCMessage, JSONRPCRequest, jsonrpc_message_adapter
+from pydantic import BaseModel
+
+from guardian import errors
+from guardian.config import Config, UpstreamConfig
+from guardian.decision import Decision
+from guardian.events import Direction, Event, SessionInfo
+from guardian.inspector import Inspector
+from guardian.inspectors.limits import LimitsInspector
+from guardian.inspectors.tool_access import ToolAccessInspector
+from guardian.observability.audit import AuditLog
+from guardian.pipeline import InspectorSettings, Pipeline
+from guardian.relay import ReadStream, Relay, RelayOptions, WriteStream, _describe
+from guardian.transports.upstream import UpstreamStartError, http_headers, open_upstream
+
+logger = logging.getLogger("guardian")
+
+
+class Guardian:
+    """A configured gateway: pipeline + upstream + session runner.
+
+    Build it from a `Config`, a mapping, or a file path; add your own inspectors with
+    `add_inspector`; then serve it (`asgi_app()`, `run_stdio()`) or call `inspect()` on
+    single messages.
+    """
+
+    def __init__(self, config: Config | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> None:
+        if config is None:
+            config = Config()
+        elif isinstance(config, str | os.PathLike):
+            config = Config.load(Path(config))
+        elif not isinstance(config, Config):
+            config = Config.from_dict(config)
+        self.config = config
+        self.pipeline = Pipeline()
+        self.audit = AuditLog(config.monitoring.audit_log)
+        security = config.security
+        self.add_inspector(LimitsInspector(security.limits))
+        if security.tools_allow or security.tools_deny:
+            self.add_inspector(ToolAccessInspector(security.tools_allow, security.tools_deny))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Guardian:
+        return cls(Config.load(path))
+
+    def add_inspector(self, inspector: Inspector) -> None:
+        """Register an inspector, applying its per-name settings from config."""
+        security = self.config.security
+        override = security.inspectors.get(inspector.name)
+        if override is not None and not override.enabled:
+            return
+        settings = InspectorSettings(
+            timeout=override.timeout if override and override.timeout else security.plugin_timeout,
+            fail_closed=(
+                override.fail_closed if override and override.fail_closed is not None else security.fail_closed
+            ),
+            monitor=bool(override and override.monitor),
+        )
+        self.pipeline.add(inspector, settings)
+
+    async def inspect(
+        self,
+        message: JSONRPCMessage | Mapping[str, Any] | str | bytes,
+        direction: Direction | str = Direction.CLIENT_TO_SERVER,
+        request: JSONRPCRequest | Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """Plugin mode: the decision on one message, without relaying anything.
+
+        `request` is the request a response answers, when inspecting a response.
+        """
+        parsed = _as_message(message)
+        answered = _as_message(request) if request is not None else None
+        if answered is not None and not isinstance(answered, JSONRPCRequest):
+            raise TypeError("`request` must be a JSON-RPC request")
+        event = Event(self._embedded_session, Direction(direction), parsed, request=answered)
+        decision = await self.pipeline.run(event)
+        if decision.findings:
+            self.audit.record(event, decision)
+        return decision
+
+    _embedded_session = SessionInfo(session_id="embedded", transport="library", upstream="-")
+
+    def relay_options(self, transport: str) -> RelayOptions:
+        server = self.config.server
+        upstream = self.config.upstream
+        return RelayOptions(
+            max_in_flight=server.max_concurrent_requests,
+            request_timeout=server.request_timeout,
+            answer_invalid=transport in ("stdio", "sse"),
+            relate_to_requests=transport == "streamable-http",
+            upstream_headers=http_headers if upstream and upstream.transport == "streamable-http" else None,
+        )
+
+    async def run_session(
+        self, downstream: tuple[ReadStream, WriteStream], transport: str, session_id: str | None = None
+    ) -> None:
+        """Relay one downstream session to a new upstream connection until either ends."""
+        upstream = self.require_upstream()
+        session = SessionInfo(
+            session_id=session_id or uuid.uuid4().hex, transport=transport, upstream=upstream.label
+        )
+        relay = Relay(self.pipeline, session, self.relay_options(transport), self.audit)
+        label = "upstream server"
+        try:
+            async with open_upstream(upstream) as server_streams:
+                await relay.run(downstream, server_streams, label)
+        except UpstreamStartError as exc:
+            logger.error("session %s: upstream unavailable: %s", session.session_id, exc)
+            await answer_unavailable(downstream, f"upstream unavailable: {exc}")
+        except Exception as exc:
+            cause = f"{label} failed: {_describe(exc)}"
+            logger.error("session %s: %s", session.session_id, cause)
+            await relay.fail_pending(cause)
+
+    def require_upstream(self) -> UpstreamConfig:
+        if self.config.upstream is None:
+            raise errors.ConfigError(["$.upstream_mcp_server: no upstream server configured"])
+        return self.config.upstream
+
+    def asgi_app(self) -> Any:
+        """The Starlette app: `/mcp`, `/sse` + `/messages/`, `/health`."""
+        from guardian.app import create_app
+
+        return create_app(self)
+
+    async def run_stdio(self, fds: tuple[int, int] | None = None) -> None:
+        """Serve one session on stdin/stdout (the `guardian wrap` / `connect` mode)."""
+        from guardian.transports.stdio import stdio_downstream
+
+        async with stdio_downstream(self.config.security.limits.max_message_bytes, fds) as streams:
+            await self.run_session(streams, "stdio", session_id="stdio")
+
+
+async def answer_unavailable(downstream: tuple[ReadStream, WriteStream], cause: str) -> None:
+    """With no upstream, answer the client's first request with the cause, then end the session.
+
+    Notifications are not answered (they can't be); the wait is bounded so a client that
+    sends nothing does not keep a dead session open.
+    """
+    read, write = downstream
+    with anyio.move_on_after(30):
+        async for item in read:
+            message = item.message if isinstance(item, SessionMessage) else None
+            if isinstance(message, JSONRPCRequest):
+                await write.send(SessionMessage(errors.error_response(message.id, errors.UPSTREAM_UNAVAILABLE, cause)))
+                return
+
+
+def _as_message(value: JSONRPCMessage | Mapping[str, Any] | str | bytes) -> JSONRPCMessage:
+    if isinstance(value, BaseModel):
+        return value
+    if isinstance(value, str | bytes):
+        return jsonrpc_message_adapter.validate_json(value, by_name=False)
+    return jsonrpc_message_adapter.validate_python(dict(value), by_name=False)

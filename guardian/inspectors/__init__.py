@@ -1,0 +1,6 @@
+"""Built-in inspectors. Each is an ordinary object with hook methods (see `guardian.inspector`)."""
+
+from guardian.inspectors.limits import Limits, LimitsInspector
+from guardian.inspectors.tool_access import ToolAccessInspector
+
+__all__ = ["Limits", "LimitsInspector", "ToolAccessInspector"]

@@ -1,0 +1,1 @@
+"""Audit records, logging (metrics and tracing come with their own issues)."""

@@ -1,0 +1,145 @@
+"""Inspectors → findings → decision, for one event.
+
+Synchronous hooks run inline first (they are the cheap gates: limits, allow-lists);
+if one of them blocks, the expensive async hooks are not run at all. Async hooks run
+concurrently, each under its own timeout. A hook that raises or times out produces a
+`detector_error` finding that blocks (fail closed, the default) or only warns (fail
+open), per inspector.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import cast
+
+import anyio
+
+from guardian.content import apply_patches
+from guardian.decision import ALLOW, Action, Decision, Finding
+from guardian.events import Event, Kind
+from guardian.inspector import HOOK_NAMES, HookResult, Inspector
+
+logger = logging.getLogger("guardian.pipeline")
+
+SyncHook = Callable[[Event], HookResult]
+AsyncHook = Callable[[Event], Awaitable[HookResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class InspectorSettings:
+    """How the pipeline runs one inspector; set from config per inspector name."""
+
+    timeout: float = 5.0
+    fail_closed: bool = True
+    monitor: bool = False
+    """Record what the inspector would do, enforce nothing (for rollout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    name: str
+    hook: SyncHook | AsyncHook
+    settings: InspectorSettings
+
+
+class Pipeline:
+    """Runs the inspectors that apply to an event and folds their findings into a decision."""
+
+    def __init__(self) -> None:
+        self._inspectors: list[tuple[Inspector, InspectorSettings]] = []
+        self._sync: dict[str, list[_Entry]] = {name: [] for name in set(HOOK_NAMES.values())}
+        self._async: dict[str, list[_Entry]] = {name: [] for name in set(HOOK_NAMES.values())}
+
+    @property
+    def inspectors(self) -> list[Inspector]:
+        return [inspector for inspector, _ in self._inspectors]
+
+    def add(self, inspector: Inspector, settings: InspectorSettings | None = None) -> None:
+        """Register an inspector; its hooks are looked up now, not per message."""
+        settings = settings or InspectorSettings()
+        if not isinstance(getattr(inspector, "name", None), str):
+            raise TypeError(f"inspector {inspector!r} needs a string `name`")
+        if any(existing.name == inspector.name for existing, _ in self._inspectors):
+            raise ValueError(f"an inspector named {inspector.name!r} is already registered")
+        self._inspectors.append((inspector, settings))
+        for hook_name in self._sync:
+            hook = getattr(inspector, hook_name, None)
+            if hook is None:
+                continue
+            entry = _Entry(inspector.name, hook, settings)
+            is_async = inspect.iscoroutinefunction(hook)
+            (self._async if is_async else self._sync)[hook_name].append(entry)
+
+    async def run(self, event: Event) -> Decision:
+        hook_name = HOOK_NAMES[event.kind] if event.kind is not Kind.ERROR else "response"
+        findings: list[Finding] = []
+        for entry in self._sync[hook_name]:
+            findings.extend(self._call_sync(entry, event))
+        async_entries = self._async[hook_name]
+        if async_entries and not _blocks(findings):
+            if len(async_entries) == 1:
+                findings.extend(await self._call_async(async_entries[0], event))
+            else:
+                results: list[list[Finding]] = [[] for _ in async_entries]
+
+                async def run_one(index: int, entry: _Entry) -> None:
+                    results[index] = await self._call_async(entry, event)
+
+                async with anyio.create_task_group() as tg:
+                    for index, entry in enumerate(async_entries):
+                        tg.start_soon(run_one, index, entry)
+                for result in results:
+                    findings.extend(result)
+        if not findings:
+            return ALLOW
+        return decide(event, findings)
+
+    def _call_sync(self, entry: _Entry, event: Event) -> list[Finding]:
+        try:
+            result = cast(SyncHook, entry.hook)(event)
+        except Exception as exc:
+            return [_error_finding(entry, f"failed: {type(exc).__name__}", exc)]
+        return _settle(entry, result)
+
+    async def _call_async(self, entry: _Entry, event: Event) -> list[Finding]:
+        try:
+            with anyio.fail_after(entry.settings.timeout):
+                result = await cast(AsyncHook, entry.hook)(event)
+        except TimeoutError as exc:
+            return [_error_finding(entry, f"timed out after {entry.settings.timeout:g}s", exc)]
+        except Exception as exc:
+            return [_error_finding(entry, f"failed: {type(exc).__name__}", exc)]
+        return _settle(entry, result)
+
+
+def _settle(entry: _Entry, result: HookResult) -> list[Finding]:
+    if not result:
+        return []
+    if entry.settings.monitor:
+        return [replace(f, action=Action.WARN, monitor=True) for f in result]
+    return list(result)
+
+
+def _error_finding(entry: _Entry, what: str, exc: BaseException) -> Finding:
+    logger.warning("inspector %s %s", entry.name, what, exc_info=not isinstance(exc, TimeoutError))
+    action = Action.BLOCK if entry.settings.fail_closed else Action.WARN
+    finding = Finding(entry.name, "detector_error", f"inspector {what}", action=action)
+    return replace(finding, action=Action.WARN, monitor=True) if entry.settings.monitor else finding
+
+
+def _blocks(findings: list[Finding]) -> bool:
+    return any(f.action is Action.BLOCK for f in findings)
+
+
+def decide(event: Event, findings: list[Finding]) -> Decision:
+    """Strictest finding wins; a redaction carries the patched copy of the message."""
+    action = max(f.action for f in findings)
+    decision = Decision(action=action, findings=findings, event_id=uuid.uuid4().hex[:16])
+    if action is Action.REDACT:
+        patches = [p for p in (f.patch() for f in findings) if p is not None]
+        decision.patched = apply_patches(event.message, patches)
+    return decision

@@ -1,0 +1,1 @@
+"""Downstream (server-side) and upstream (client-side) endpoints; each is a pair of anyio streams."""

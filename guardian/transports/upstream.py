@@ -1,0 +1,128 @@
+"""Upstream connections: the gateway as an MCP client, over the SDK's client transports.
+
+Each yields the same pair of anyio streams of `SessionMessage`, so the relay does not
+care which one it talks to. The SDK's `stdio_client` already does what a wrapper must
+(process group, stdin-close then SIGTERM then SIGKILL, all under a cancel shield), and
+the child's stderr goes straight to ours.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TextIO
+
+import httpx2
+from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
+    NAME_BEARING_METHODS,
+    encode_header_value,
+)
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import PROTOCOL_VERSION_META_KEY, JSONRPCMessage, JSONRPCRequest
+
+from guardian.config import UpstreamConfig
+from guardian.relay import ReadStream, WriteStream
+
+_ROUTING_HEADERS = (MCP_PROTOCOL_VERSION_HEADER, MCP_METHOD_HEADER, MCP_NAME_HEADER)
+_PARAM_HEADER_PREFIX = "mcp-param-"
+
+
+class UpstreamStartError(Exception):
+    """The upstream could not be started or reached; the message says why, in one line."""
+
+
+@asynccontextmanager
+async def open_upstream(
+    config: UpstreamConfig, errlog: TextIO | None = None
+) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
+    """Connect to the configured upstream; raises `UpstreamStartError` if it cannot start."""
+    if config.transport == "stdio":
+        params = StdioServerParameters(
+            command=config.command[0],
+            args=list(config.command[1:]),
+            # A wrapper is transparent: the server sees the environment its client gave us.
+            env={**os.environ, **config.env},
+            cwd=config.cwd,
+        )
+        try:
+            transport = stdio_client(params, errlog=errlog or sys.stderr)
+            streams = await transport.__aenter__()
+        except OSError as exc:
+            raise UpstreamStartError(f"cannot start {config.command[0]!r}: {exc.strerror or exc}") from exc
+        try:
+            yield streams
+        finally:
+            await transport.__aexit__(None, None, None)
+        return
+    assert config.url is not None
+    timeout = httpx2.Timeout(config.read_timeout, connect=config.connect_timeout)
+    if config.transport == "sse":
+        try:
+            transport = sse_client(
+                config.url,
+                headers=dict(config.headers),
+                timeout=config.connect_timeout,
+                sse_read_timeout=config.read_timeout,
+            )
+            streams = await transport.__aenter__()
+        except Exception as exc:
+            raise UpstreamStartError(f"cannot connect to {config.url}: {_reason(exc)}") from exc
+        try:
+            yield streams
+        finally:
+            await transport.__aexit__(None, None, None)
+        return
+    async with (
+        httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout) as client,
+        streamable_http_client(config.url, http_client=client) as streams,
+    ):
+        yield streams
+
+
+def _reason(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__
+
+
+def http_headers(
+    message: JSONRPCMessage, original: SessionMessage | None, negotiated: str | None
+) -> dict[str, str] | None:
+    """The per-message headers a streamable HTTP upstream expects.
+
+    Routing headers a downstream HTTP client sent are passed on verbatim (they were
+    validated against the body on the way in); otherwise they are derived from the
+    message: the `_meta` protocol version of a 2026-07-28 request, or the version
+    negotiated by `initialize`.
+    """
+    metadata = original.metadata if original is not None else None
+    request = getattr(metadata, "request_context", None) if isinstance(metadata, ServerMessageMetadata) else None
+    if request is not None and hasattr(request, "headers"):
+        copied = {
+            name: value
+            for name, value in request.headers.items()
+            if name in _ROUTING_HEADERS or name.startswith(_PARAM_HEADER_PREFIX)
+        }
+        if copied:
+            return copied
+    params = message.params if isinstance(message, JSONRPCRequest) else None
+    meta = params.get("_meta") if params else None
+    version = meta.get(PROTOCOL_VERSION_META_KEY) if isinstance(meta, dict) else None
+    if isinstance(version, str) and isinstance(message, JSONRPCRequest):
+        headers = {MCP_PROTOCOL_VERSION_HEADER: version, MCP_METHOD_HEADER: message.method}
+        key = NAME_BEARING_METHODS.get(message.method)
+        name = params.get(key) if key and params else None
+        if isinstance(name, str):
+            headers[MCP_NAME_HEADER] = encode_header_value(name)
+        return headers
+    if negotiated is not None:
+        return {MCP_PROTOCOL_VERSION_HEADER: negotiated}
+    return None
