@@ -23,17 +23,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_everything TRANSPORT -> echoes the port; server stdout/stderr go to files (never a pipe
-# nobody reads: node writes to pipes synchronously and would block once the pipe is full).
+# start_everything TRANSPORT VAR: starts it in this shell (so its PID is ours to kill) and sets
+# VAR to its port. Server stdout/stderr go to files, never to a pipe nobody reads: node writes
+# to pipes synchronously and would block once the pipe is full.
 start_everything() {
-  local t="$1" err="$TMP/se-$1.err"
+  local t="$1" var="$2" err="$TMP/se-$1.err" port=""
   PORT=0 node --require "$HERE/loopback.cjs" "$SE" "$t" >"$TMP/se-$t.out" 2>"$err" &
   PIDS+=($!)
   for _ in $(seq 100); do
-    if grep -q '^LOOPBACK_LISTENING ' "$err" 2>/dev/null; then
-      sed -n 's/^LOOPBACK_LISTENING .*"port":\([0-9]*\).*/\1/p' "$err" | head -1
-      return 0
-    fi
+    port=$(sed -n 's/^LOOPBACK_LISTENING .*"port":\([0-9]*\).*/\1/p' "$err" 2>/dev/null | head -1)
+    [ -n "$port" ] && { printf -v "$var" '%s' "$port"; return 0; }
     sleep 0.05
   done
   echo "server-everything $t did not start" >&2; cat "$err" >&2; return 1
@@ -49,8 +48,8 @@ check() {
   fi
 }
 
-H=$(start_everything streamableHttp)
-S=$(start_everything sse)
+start_everything streamableHttp H
+start_everything sse S
 # loopback only
 if command -v ss >/dev/null; then
   ss -ltn | grep -E ":($H|$S)\b" | grep -vq '127.0.0.1' && { echo "FAIL not loopback-only" >&2; exit 1; }

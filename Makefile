@@ -1,0 +1,38 @@
+# MCP Guardian — every set-up step lives here, so a fresh clone needs only `make test` / `make run`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+NODE_DIR := tests/node
+
+.PHONY: install run test lint bench clean
+
+install: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Real peers for the tests: the npm reference server, the MCP Inspector CLI, the TS SDK.
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/guardian serve --host 127.0.0.1 --port $${PORT:-8080} -- $(PY) examples/demo_server.py
+
+test: install
+	$(BIN)/ruff check guardian tests examples bench
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check guardian tests examples bench
+	$(BIN)/mypy
+
+bench: install
+	$(PY) bench/relay_latency.py
+
+clean:
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
