@@ -25,6 +25,7 @@ run: $(VENV)/.installed
 
 test: install
 	$(BIN)/ruff check guardian tests examples bench
+	$(BIN)/mypy
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

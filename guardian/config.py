@@ -174,7 +174,8 @@ def validate(data: Any) -> list[str]:
     for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = _json_path(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = set(error.schema.get("properties", {}))
+            schema = error.schema if isinstance(error.schema, dict) else {}
+            allowed = set(schema.get("properties", {}))
             for key in sorted(k for k in error.instance if k not in allowed):
                 problems.append(f"{_join(path, key)}: unknown key")
         elif error.validator == "oneOf" and error.context:
@@ -219,7 +220,7 @@ def parse_upstream(value: str | Mapping[str, Any], transport: str | None = None)
     elif chosen == "stdio":
         raise ConfigError(["$.upstream_mcp_server: transport 'stdio' needs a command, not a URL"])
     else:
-        kind = chosen
+        kind = "sse" if chosen == "sse" else "streamable-http"
     optional = {k: spec[k] for k in ("connect_timeout", "read_timeout") if k in spec}
     return UpstreamConfig(
         transport=kind,

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from mcp.shared._stream_protocols import ReadStream as _ReadStream
+from mcp.shared._stream_protocols import WriteStream as _WriteStream
 from mcp.shared.message import ClientMessageMetadata, ServerMessageMetadata, SessionMessage
 from mcp_types import (
     JSONRPCError,
@@ -41,8 +42,9 @@ from guardian.pipeline import Pipeline
 
 logger = logging.getLogger("guardian.relay")
 
-ReadStream = ObjectReceiveStream[SessionMessage | Exception]
-WriteStream = ObjectSendStream[SessionMessage]
+# The SDK's structural stream types: every SDK transport and anyio memory stream fits them.
+ReadStream = _ReadStream[SessionMessage | Exception]
+WriteStream = _WriteStream[SessionMessage]
 HeaderStamp = Callable[[JSONRPCMessage, SessionMessage | None, str | None], dict[str, str] | None]
 
 
@@ -222,7 +224,8 @@ class Relay:
         params = message.params or {}
         if message.method == "notifications/cancelled" and source is self._client:
             request_id = params.get("requestId")
-            self._client.pending.pop(request_id, None)
+            if isinstance(request_id, int | str):
+                self._client.pending.pop(request_id, None)
         elif message.method == "notifications/progress":
             request_id = self._progress.get(params.get("progressToken"))
             in_flight = self._client.pending.get(request_id) if request_id is not None else None

@@ -123,7 +123,9 @@ class _SharedUpstream:
         elif isinstance(message, JSONRPCNotification):
             token = (message.params or {}).get("progressToken")
             owner = self._progress.get(token) if token is not None else None
-            target = self._waiters.get(owner if owner is not None else next(reversed(self._waiters), None))
+            if owner is None and self._waiters:
+                owner = next(reversed(self._waiters))
+            target = self._waiters.get(owner) if owner is not None else None
         else:
             # This era has no server→client requests; say so rather than leave the server waiting.
             refusal = errors.error_response(message.id, errors.METHOD_NOT_FOUND, "no back-channel at 2026-07-28")
@@ -133,10 +135,8 @@ class _SharedUpstream:
             logger.warning("2026-07-28 upstream link: %s with no open request; not delivered",
                            type(message).__name__)
             return
-        try:
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):  # the client went away
             await target.send(message)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the client went away
 
     @asynccontextmanager
     async def exchange(
@@ -202,6 +202,7 @@ class ModernExchange:
                 scope, receive, send
             )
             return
+        message: JSONRPCMessage | None
         try:
             message = jsonrpc_message_adapter.validate_python(decoded, by_name=False)
         except ValidationError:
@@ -256,8 +257,8 @@ class ModernExchange:
                 async with self._upstream.exchange(outbound, headers) as replies:
                     while True:
                         with anyio.fail_after(timeout):
-                            reply = await replies.receive()
-                        reply = await self._inspect_reply(session, reply, message)
+                            received = await replies.receive()
+                        reply = await self._inspect_reply(session, received, message)
                         if reply is None:
                             continue
                         if isinstance(reply, JSONRPCResponse | JSONRPCError):
