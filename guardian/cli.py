@@ -99,9 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.action == "serve":
             return _serve(guardian)
-        anyio.run(_run_stdio, guardian)
+        failure = anyio.run(_run_stdio, guardian)
     except KeyboardInterrupt:
-        pass
+        return 130
+    if failure is not None:
+        print(f"guardian: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -158,8 +161,9 @@ def _setup_logging(level: str) -> None:
     )
 
 
-async def _run_stdio(guardian: Guardian) -> None:
+async def _run_stdio(guardian: Guardian) -> str | None:
     """One stdio session; SIGTERM/SIGINT end it, and the upstream goes down with it."""
+    failure: str | None = None
     async with anyio.create_task_group() as tg:
 
         async def on_signal() -> None:
@@ -170,8 +174,9 @@ async def _run_stdio(guardian: Guardian) -> None:
                     return
 
         tg.start_soon(on_signal)
-        await guardian.run_stdio()
+        failure = await guardian.run_stdio()
         tg.cancel_scope.cancel()
+    return failure
 
 
 def _serve(guardian: Guardian) -> int:

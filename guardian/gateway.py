@@ -111,8 +111,11 @@ class Guardian:
 
     async def run_session(
         self, downstream: tuple[ReadStream, WriteStream], transport: str, session_id: str | None = None
-    ) -> None:
-        """Relay one downstream session to a new upstream connection until either ends."""
+    ) -> str | None:
+        """Relay one downstream session to a new upstream connection until either ends.
+
+        Returns None when the session ended normally, or why the upstream failed.
+        """
         upstream = self.require_upstream()
         session = SessionInfo(
             session_id=session_id or uuid.uuid4().hex, transport=transport, upstream=upstream.label
@@ -121,14 +124,20 @@ class Guardian:
         label = "upstream server"
         try:
             async with open_upstream(upstream) as server_streams:
-                await relay.run(downstream, server_streams, label)
+                ended = await relay.run(downstream, server_streams, label)
         except UpstreamStartError as exc:
-            logger.error("session %s: upstream unavailable: %s", session.session_id, exc)
-            await answer_unavailable(downstream, f"upstream unavailable: {exc}")
+            cause = f"upstream unavailable: {exc}"
+            logger.error("session %s: %s", session.session_id, cause)
+            await answer_unavailable(downstream, cause)
+            return cause
         except Exception as exc:
             cause = f"{label} failed: {_describe(exc)}"
             logger.error("session %s: %s", session.session_id, cause)
             await relay.fail_pending(cause)
+            return cause
+        if ended is not None:
+            logger.warning("session %s: %s", session.session_id, ended)
+        return ended
 
     def require_upstream(self) -> UpstreamConfig:
         if self.config.upstream is None:
@@ -141,12 +150,15 @@ class Guardian:
 
         return create_app(self)
 
-    async def run_stdio(self, fds: tuple[int, int] | None = None) -> None:
-        """Serve one session on stdin/stdout (the `guardian wrap` / `connect` mode)."""
+    async def run_stdio(self, fds: tuple[int, int] | None = None) -> str | None:
+        """Serve one session on stdin/stdout (the `guardian wrap` / `connect` mode).
+
+        Returns None, or why the upstream failed.
+        """
         from guardian.transports.stdio import stdio_downstream
 
         async with stdio_downstream(self.config.security.limits.max_message_bytes, fds) as streams:
-            await self.run_session(streams, "stdio", session_id="stdio")
+            return await self.run_session(streams, "stdio", session_id="stdio")
 
 
 async def answer_unavailable(downstream: tuple[ReadStream, WriteStream], cause: str) -> None:

@@ -106,11 +106,14 @@ class Relay:
         client: tuple[ReadStream, WriteStream],
         server: tuple[ReadStream, WriteStream],
         upstream_label: str = "upstream",
-    ) -> None:
-        """Relay until either side closes; then answer whatever is still pending."""
+    ) -> str | None:
+        """Relay until either side closes; then answer whatever is still pending.
+
+        Returns None when the client ended the session, or why the upstream ended it.
+        """
         self._client = _Side("client", *client)
         self._server = _Side(upstream_label, *server)
-        cause = "the client closed the session"
+        cause: str | None = None
         async with anyio.create_task_group() as tg:
 
             async def client_to_server() -> None:
@@ -132,9 +135,12 @@ class Relay:
             tg.start_soon(server_to_client)
             if math.isfinite(self.options.request_timeout):
                 tg.start_soon(self._watch_deadlines)
+        return cause
 
     async def fail_pending(self, cause: str) -> None:
         """Answer every client request still waiting on the upstream (it will never answer)."""
+        if not hasattr(self, "_client"):
+            return  # the relay never started: nothing can be pending
         pending, self._client.pending = self._client.pending, {}
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             for request_id in pending:

@@ -23,11 +23,13 @@ from anyio.abc import TaskGroup, TaskStatus
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp_types import RequestId
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardian import errors
+from guardian.transports.codec import decode_message
 
 if TYPE_CHECKING:
     from guardian.gateway import Guardian
@@ -40,18 +42,23 @@ _VERSION_HEADER = MCP_PROTOCOL_VERSION_HEADER.encode("latin-1")
 ModernHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def jsonrpc_error_response(status: int, code: int, message: str) -> Response:
-    """An HTTP error whose body is a JSON-RPC error (id null): clients can parse either."""
-    body = errors.error_response(None, code, message).model_dump_json(by_alias=True, exclude_unset=True)
+def jsonrpc_error_response(status: int, code: int, message: str, request_id: RequestId | None = None) -> Response:
+    """An HTTP error whose body is a JSON-RPC error: clients can act on either."""
+    body = errors.error_response(request_id, code, message).model_dump_json(by_alias=True, exclude_unset=True)
     return Response(body, status_code=status, media_type="application/json")
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413 and a JSON-RPC error, before parsing."""
+    """Refuse request bodies over `max_bytes` with 413 and a JSON-RPC error, before parsing.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    With `validate`, a body that is not JSON-RPC is answered here too (400, with -32700 or
+    -32600 and the id when readable): the SDK transport would answer -32602 without the id.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, validate: bool = False) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.validate = validate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -76,6 +83,13 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
+        if self.validate:
+            decoded = decode_message(bytes(body))
+            if isinstance(decoded, errors.InvalidMessage):
+                status = 413 if decoded.code == errors.MESSAGE_TOO_LARGE else 400
+                answer = jsonrpc_error_response(status, decoded.code, str(decoded), decoded.request_id)
+                await answer(scope, receive, send)
+                return
         replayed = False
 
         async def replay() -> Message:
@@ -105,7 +119,7 @@ class StreamableHTTPSessions:
         self.idle_timeout = server.session_idle_timeout
         self._sessions: dict[str, StreamableHTTPServerTransport] = {}
         self._task_group: TaskGroup | None = None
-        self.app = BodyLimit(self._route, guardian.config.security.limits.max_message_bytes)
+        self.app = BodyLimit(self._route, guardian.config.security.limits.max_message_bytes, validate=True)
 
     @property
     def session_count(self) -> int:

@@ -15,20 +15,18 @@ threads.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 from mcp.shared.message import SessionMessage
-from mcp_types import jsonrpc_message_adapter
-from pydantic import ValidationError
 
 from guardian import errors
 from guardian.relay import ReadStream, WriteStream
+from guardian.transports.codec import decode_message
 
 CHUNK = 64 * 1024
 
@@ -39,24 +37,6 @@ class _ByteReader(Protocol):
 
 class _ByteWriter(Protocol):
     async def write(self, data: bytes) -> None: ...
-
-
-def parse_line(line: bytes) -> SessionMessage | errors.InvalidMessage:
-    """One wire line to a message, or to the error that answers it."""
-    try:
-        return SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
-    except ValidationError:
-        pass
-    try:
-        raw: Any = json.loads(line)
-    except RecursionError:
-        return errors.InvalidMessage(errors.MESSAGE_TOO_LARGE, "JSON nesting too deep")
-    except ValueError:
-        return errors.InvalidMessage(errors.PARSE_ERROR, "parse error: not valid JSON")
-    request_id = raw.get("id") if isinstance(raw, dict) else None
-    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
-        request_id = None
-    return errors.InvalidMessage(errors.INVALID_REQUEST, "not a JSON-RPC 2.0 message", request_id)
 
 
 async def read_lines(reader: _ByteReader, max_bytes: int) -> AsyncIterator[bytes | errors.InvalidMessage]:
@@ -169,7 +149,7 @@ async def stdio_downstream(
     async def pump_in() -> None:
         async with read_send:
             async for line in read_lines(reader, max_message_bytes):
-                await read_send.send(line if isinstance(line, errors.InvalidMessage) else parse_line(line))
+                await read_send.send(line if isinstance(line, errors.InvalidMessage) else decode_message(line))
 
     flushed = anyio.Event()
 

@@ -1,0 +1,35 @@
+"""Decoding one JSON-RPC message from the wire, with an answerable error when that fails.
+
+The fast path is the SDK's own validator; only a message that fails it is parsed a
+second time, to tell a parse error (-32700) from a non-JSON-RPC object (-32600) and to
+recover the request id for the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp.shared.message import SessionMessage
+from mcp_types import jsonrpc_message_adapter
+from pydantic import ValidationError
+
+from guardian import errors
+
+
+def decode_message(data: bytes) -> SessionMessage | errors.InvalidMessage:
+    """Wire bytes to a message, or to the `InvalidMessage` that answers them."""
+    try:
+        return SessionMessage(jsonrpc_message_adapter.validate_json(data, by_name=False))
+    except ValidationError:
+        pass
+    try:
+        raw: Any = json.loads(data)
+    except RecursionError:
+        return errors.InvalidMessage(errors.MESSAGE_TOO_LARGE, "JSON nesting too deep")
+    except ValueError:
+        return errors.InvalidMessage(errors.PARSE_ERROR, "parse error: not valid JSON")
+    request_id = raw.get("id") if isinstance(raw, dict) else None
+    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+        request_id = None
+    return errors.InvalidMessage(errors.INVALID_REQUEST, "not a JSON-RPC 2.0 message", request_id)
