@@ -1,4 +1,4 @@
-"""Every downstream × upstream transport pairing, against the real demo server, through the real CLI.
+"""Every downstream x upstream transport pairing, against the real demo server, through the real CLI.
 
 Each pairing runs the same tour of the protocol: tools, resources (static and templated),
 prompts, and the server→client traffic a lazy bridge drops (sampling, elicitation, roots,
