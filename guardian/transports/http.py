@@ -86,8 +86,7 @@ class BodyLimit:
         if self.validate:
             decoded = decode_message(bytes(body))
             if isinstance(decoded, errors.InvalidMessage):
-                status = 413 if decoded.code == errors.MESSAGE_TOO_LARGE else 400
-                answer = jsonrpc_error_response(status, decoded.code, str(decoded), decoded.request_id)
+                answer = jsonrpc_error_response(400, decoded.code, str(decoded), decoded.request_id)
                 await answer(scope, receive, send)
                 return
         replayed = False
