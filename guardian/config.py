@@ -107,7 +107,10 @@ class Config:
         problems = validate(data)
         if problems:
             raise ConfigError([f"{source}: {p}" for p in problems])
-        return _build(data, source)
+        try:
+            return _build(data, source)
+        except ConfigError as exc:
+            raise ConfigError([f"{source}: {p}" for p in exc.problems]) from None
 
     @classmethod
     def load(
@@ -123,6 +126,9 @@ class Config:
         if level := environ.get(LOG_LEVEL_ENV):
             data = merge(data, {"monitoring": {"log_level": level}})
         if overrides:
+            if "upstream_mcp_server" in overrides:
+                # An upstream given on the command line replaces the file's, it is not merged into it.
+                data = {k: v for k, v in data.items() if k != "upstream_mcp_server"}
             data = merge(data, overrides)
         return cls.from_dict(data, str(path) if path is not None else "<config>")
 
@@ -172,18 +178,36 @@ def validate(data: Any) -> list[str]:
     """One line per problem, each starting with the JSON path it concerns."""
     problems: list[str] = []
     for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        path = _json_path(error.absolute_path)
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            schema = error.schema if isinstance(error.schema, dict) else {}
-            allowed = set(schema.get("properties", {}))
-            for key in sorted(k for k in error.instance if k not in allowed):
-                problems.append(f"{_join(path, key)}: unknown key")
-        elif error.validator == "oneOf" and error.context:
-            best = min(error.context, key=lambda e: len(list(e.absolute_path)))
-            problems.append(f"{path}: {_short(best.message)}")
-        else:
-            problems.append(f"{path}: {_short(error.message)}")
+        problems.extend(_describe(error))
     return problems
+
+
+def _describe(error: jsonschema.ValidationError) -> list[str]:
+    path = _json_path(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = set(schema.get("properties", {}))
+        return [f"{_join(path, key)}: unknown key" for key in sorted(k for k in error.instance if k not in allowed)]
+    if error.validator == "oneOf" and error.context:
+        branch = _intended_branch(error.context)
+        if branch:
+            return [line for sub in branch for line in _describe(sub)]
+    return [f"{path}: {_short(error.message)}"]
+
+
+def _intended_branch(errors: list[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:
+    """Of a `oneOf`'s failed branches, the errors of the one the value was meant for.
+
+    That is a branch whose failure is not a type mismatch at the value itself (an object
+    given for "string or object" was meant as the object form).
+    """
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in errors:
+        branches.setdefault(sub.schema_path[0] if sub.schema_path else None, []).append(sub)
+    for subs in branches.values():
+        if not any(s.validator == "type" and not s.path for s in subs):
+            return subs
+    return []
 
 
 def _json_path(parts: Any) -> str:

@@ -60,9 +60,18 @@ _STRUCTURAL_KEYS: Final = frozenset(
         "level",
         "resultType",
         "cacheScope",
+        "mode",
+        "action",
+        "stopReason",
+        "includeContext",
     }
 )
+# Values under these keys are the peers' own data (tool arguments, structured results, log
+# payloads): every key inside is content, even one that happens to be called "type".
+_FREEFORM_KEYS: Final = frozenset({"arguments", "structuredContent", "data"})
+_NO_SKIP: Final = frozenset({"_meta"})
 _BINARY_CONTENT_TYPES: Final = frozenset({"image", "audio"})
+_CONTENT_BLOCK_TYPES: Final = frozenset({"text", "image", "audio", "resource", "resource_link"})
 MAX_JSON_DECODE_DEPTH: Final = 3
 """How many levels of JSON-inside-a-string are decoded (a bound against decode bombs)."""
 
@@ -91,35 +100,41 @@ def extract(message: JSONRPCMessage) -> list[TextItem]:
         return []
     key, value = root
     items: list[TextItem] = []
-    _walk(value, (key,), items, 0)
+    _walk(value, (key,), items, 0, _STRUCTURAL_KEYS)
     return items
 
 
 def extract_value(value: Any, prefix: Path = ()) -> list[TextItem]:
     """Like `extract`, for a bare JSON value (a tool definition, an arguments object)."""
     items: list[TextItem] = []
-    _walk(value, prefix, items, 0)
+    _walk(value, prefix, items, 0, _STRUCTURAL_KEYS)
     return items
 
 
-def _walk(value: Any, path: Path, out: list[TextItem], json_depth: int) -> None:
-    # Iterative would be faster on pathological nesting, but depth is already bounded
-    # by the limits inspector before anything else runs.
+def _walk(value: Any, path: Path, out: list[TextItem], json_depth: int, skip: frozenset[str]) -> None:
+    # Recursion depth is bounded by the limits inspector, which runs before anything else.
     if isinstance(value, str):
         decoded = _maybe_json(value) if json_depth < MAX_JSON_DECODE_DEPTH else None
         if decoded is None:
             out.append(TextItem(path, value))
-        else:
-            _walk(decoded, (*path, JSON), out, json_depth + 1)
+        else:  # JSON inside a string is data, whatever its keys are called
+            _walk(decoded, (*path, JSON), out, json_depth + 1, _NO_SKIP)
     elif isinstance(value, dict):
-        binary = value.get("type") in _BINARY_CONTENT_TYPES
+        binary = skip is _STRUCTURAL_KEYS and value.get("type") in _BINARY_CONTENT_TYPES
         for key, child in value.items():
-            if key in _STRUCTURAL_KEYS or (binary and key == "data"):
+            if key in skip or (binary and key == "data"):
                 continue
-            _walk(child, (*path, key), out, json_depth)
+            _walk(child, (*path, key), out, json_depth, _NO_SKIP if _freeform(key, child) else skip)
     elif isinstance(value, list):
         for index, child in enumerate(value):
-            _walk(child, (*path, index), out, json_depth)
+            _walk(child, (*path, index), out, json_depth, skip)
+
+
+def _freeform(key: str, child: Any) -> bool:
+    if key in _FREEFORM_KEYS:
+        return True
+    # An elicitation result's `content` is the user's form data; a message's `content` is a block.
+    return key == "content" and isinstance(child, dict) and child.get("type") not in _CONTENT_BLOCK_TYPES
 
 
 def _maybe_json(text: str) -> dict[str, Any] | list[Any] | None:

@@ -100,25 +100,26 @@ class Pipeline:
 
     def _call_sync(self, entry: _Entry, event: Event) -> list[Finding]:
         try:
-            result = cast(SyncHook, entry.hook)(event)
+            return _settle(entry, cast(SyncHook, entry.hook)(event))
         except Exception as exc:
             return [_error_finding(entry, f"failed: {type(exc).__name__}", exc)]
-        return _settle(entry, result)
 
     async def _call_async(self, entry: _Entry, event: Event) -> list[Finding]:
         try:
             with anyio.fail_after(entry.settings.timeout):
-                result = await cast(AsyncHook, entry.hook)(event)
+                return _settle(entry, await cast(AsyncHook, entry.hook)(event))
         except TimeoutError as exc:
             return [_error_finding(entry, f"timed out after {entry.settings.timeout:g}s", exc)]
         except Exception as exc:
             return [_error_finding(entry, f"failed: {type(exc).__name__}", exc)]
-        return _settle(entry, result)
 
 
 def _settle(entry: _Entry, result: HookResult) -> list[Finding]:
+    """The hook's findings as a list; anything but a sequence of `Finding` is the hook's error."""
     if not result:
         return []
+    if not all(isinstance(f, Finding) for f in result):
+        raise TypeError("a hook must return a sequence of Finding")
     if entry.settings.monitor:
         return [replace(f, action=Action.WARN, monitor=True) for f in result]
     return list(result)
