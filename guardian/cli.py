@@ -154,11 +154,14 @@ def check_config(path: str) -> int:
 
 
 def _setup_logging(level: str) -> None:
+    """Our loggers at `level`; other libraries' only from WARNING (httpx2 logs every request at INFO)."""
+    numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(
         stream=sys.stderr,
-        level=getattr(logging, level.upper(), logging.INFO),
+        level=max(numeric, logging.WARNING),
         format="guardian %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("guardian").setLevel(numeric)
 
 
 async def _run_stdio(guardian: Guardian) -> str | None:
@@ -196,6 +199,7 @@ def _serve(guardian: Guardian) -> int:
         host=server.bind_host,
         port=server.bind_port,
         log_level=guardian.config.monitoring.log_level.lower(),
+        access_log=guardian.config.monitoring.log_level.upper() == "DEBUG",
         lifespan="on",
         timeout_graceful_shutdown=5,
     )

@@ -62,6 +62,7 @@ class ServerConfig:
     max_concurrent_requests: int = 64
     request_timeout: float = 120.0
     max_sessions: int = 100
+    upstream_pool_size: int = 8
     session_idle_timeout: float = 1800.0
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()

@@ -287,6 +287,8 @@ class Relay:
                 reason = f"{self._server.name} did not answer {in_flight.request.method} within " \
                          f"{self.options.request_timeout:g}s"
                 await self._send(self._client, _error(request_id, errors.UPSTREAM_TIMEOUT, reason))
+                if in_flight.request.method == "initialize":
+                    continue  # the spec forbids cancelling initialize
                 cancel = JSONRPCNotification(
                     jsonrpc="2.0",
                     method="notifications/cancelled",

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from mcp.shared.message import SessionMessage
-from mcp_types import jsonrpc_message_adapter
+from mcp_types import JSONRPCNotification, jsonrpc_message_adapter
 from pydantic import ValidationError
 
 from guardian import errors
@@ -20,9 +20,15 @@ from guardian import errors
 def decode_message(data: bytes) -> SessionMessage | errors.InvalidMessage:
     """Wire bytes to a message, or to the `InvalidMessage` that answers them."""
     try:
-        return SessionMessage(jsonrpc_message_adapter.validate_json(data, by_name=False))
+        message = jsonrpc_message_adapter.validate_json(data, by_name=False)
     except ValidationError:
         pass
+    else:
+        # The SDK reads a request whose id is not a string or integer as a notification,
+        # which would leave its sender waiting forever for an answer.
+        if not (isinstance(message, JSONRPCNotification) and b'"id"' in data and _has_id(data)):
+            return SessionMessage(message)
+        return errors.InvalidMessage(errors.INVALID_REQUEST, "request id must be a string or an integer")
     try:
         raw: Any = json.loads(data)
     except RecursionError:
@@ -33,3 +39,11 @@ def decode_message(data: bytes) -> SessionMessage | errors.InvalidMessage:
     if isinstance(request_id, bool) or not isinstance(request_id, int | str):
         request_id = None
     return errors.InvalidMessage(errors.INVALID_REQUEST, "not a JSON-RPC 2.0 message", request_id)
+
+
+def _has_id(data: bytes) -> bool:
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(raw, dict) and "id" in raw

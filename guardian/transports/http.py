@@ -64,12 +64,9 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        too_large = jsonrpc_error_response(
-            413, errors.MESSAGE_TOO_LARGE, f"message exceeds {self.max_bytes} bytes"
-        )
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await too_large(scope, receive, send)
+                await self._too_large(scope, receive, send)
                 return
         # Read the whole (bounded) body up front, then replay it: the transport reads it once anyway.
         body = bytearray()
@@ -79,7 +76,7 @@ class BodyLimit:
                 return
             body.extend(message.get("body", b""))
             if len(body) > self.max_bytes:
-                await too_large(scope, receive, send)
+                await self._too_large(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -100,6 +97,42 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"message exceeds {self.max_bytes} bytes"
+        await jsonrpc_error_response(413, errors.MESSAGE_TOO_LARGE, message)(scope, receive, send)
+
+
+class _Session:
+    """One session's transport, and how many of its POSTs are still being answered.
+
+    When the upstream side ends a session, its last answers (errors for pending requests)
+    are still on their way out through those POSTs' streams; terminating the transport
+    before they drain would cut them off.
+    """
+
+    def __init__(self, transport: StreamableHTTPServerTransport) -> None:
+        self.transport = transport
+        self._posts = 0
+        self._drained = anyio.Event()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        is_post = scope["method"] == "POST"
+        self._posts += is_post
+        try:
+            await self.transport.handle_request(scope, receive, send)
+        finally:
+            if is_post:
+                self._posts -= 1
+                if self._posts == 0:
+                    self._drained.set()
+                    self._drained = anyio.Event()
+
+    async def drain(self, timeout: float) -> None:
+        with anyio.move_on_after(timeout):
+            while self._posts:
+                await self._drained.wait()
+
+
 
 class StreamableHTTPSessions:
     """ASGI app for `/mcp`: routes each request to its session's transport."""
@@ -116,7 +149,7 @@ class StreamableHTTPSessions:
         server = guardian.config.server
         self.max_sessions = server.max_sessions
         self.idle_timeout = server.session_idle_timeout
-        self._sessions: dict[str, StreamableHTTPServerTransport] = {}
+        self._sessions: dict[str, _Session] = {}
         self._task_group: TaskGroup | None = None
         self.app = BodyLimit(self._route, guardian.config.security.limits.max_message_bytes, validate=True)
 
@@ -150,15 +183,15 @@ class StreamableHTTPSessions:
             return
         session_id = headers.get(_SESSION_HEADER)
         if session_id is not None:
-            transport = self._sessions.get(session_id.decode("latin-1"))
-            if transport is None:
+            session = self._sessions.get(session_id.decode("latin-1"))
+            if session is None:
                 await jsonrpc_error_response(404, errors.INVALID_REQUEST, "session not found")(
                     scope, receive, send
                 )
                 return
-            await transport.handle_request(scope, receive, send)
-            if transport.is_terminated:
-                self._forget(transport)
+            await session.handle(scope, receive, send)
+            if session.transport.is_terminated:
+                self._forget(session.transport)
             return
         if scope["method"] != "POST":
             await jsonrpc_error_response(400, errors.INVALID_REQUEST, "missing Mcp-Session-Id header")(
@@ -181,7 +214,7 @@ class StreamableHTTPSessions:
         )
         session_id = transport.mcp_session_id
         assert session_id is not None and self._task_group is not None
-        self._sessions[session_id] = transport
+        session = self._sessions[session_id] = _Session(transport)
 
         async def serve(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
             try:
@@ -192,6 +225,8 @@ class StreamableHTTPSessions:
                         await self.guardian.run_session(streams, "streamable-http", session_id)
                     if idle.cancelled_caught:
                         logger.info("session %s closed after %gs idle", session_id, self.idle_timeout)
+                    else:
+                        await session.drain(timeout=5)
             finally:
                 self._forget(transport)
                 with anyio.CancelScope(shield=True):
@@ -207,7 +242,7 @@ class StreamableHTTPSessions:
 
         await self._task_group.start(serve)
         try:
-            await transport.handle_request(scope, receive, watch)
+            await session.handle(scope, receive, watch)
         finally:
             if status is None or status >= 400:
                 self._forget(transport)

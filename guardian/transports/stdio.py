@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Protocol
 
@@ -38,8 +38,10 @@ class _ByteReader(Protocol):
 class _ByteWriter(Protocol):
     async def write(self, data: bytes) -> None: ...
 
+    async def flush(self) -> None: ...
 
-async def read_lines(reader: _ByteReader, max_bytes: int) -> AsyncIterator[bytes | errors.InvalidMessage]:
+
+async def read_lines(reader: _ByteReader, max_bytes: int) -> AsyncGenerator[bytes | errors.InvalidMessage, None]:
     """Split a byte stream into lines; a line over `max_bytes` is skipped and reported."""
     buffer = b""
     discarding = False
@@ -80,6 +82,11 @@ class _PipeWriter:
         self._writer.write(data)
         await self._writer.drain()
 
+    async def flush(self) -> None:
+        """Wait until the event loop has handed everything to the pipe (drain only waits for room)."""
+        self._writer.transport.set_write_buffer_limits(0)
+        await self._writer.drain()
+
 
 class _ThreadFile:
     """Fallback for stdin/stdout that are not pipes (files, some terminals)."""
@@ -93,6 +100,9 @@ class _ThreadFile:
 
     async def write(self, data: bytes) -> None:
         await self._file.write(data)
+
+    async def flush(self) -> None:
+        pass  # unbuffered: every write went straight to the fd
 
 
 async def _open_reader(fd: int) -> _ByteReader:
@@ -132,48 +142,91 @@ def _claim_std_fds() -> tuple[int, int]:
     return wire_in, wire_out
 
 
+class _LineReadStream:
+    """The client's messages, read straight off the pipe by whoever awaits them.
+
+    No pump task and no memory stream in between: each hop between tasks costs an
+    event-loop iteration per message, and the relay is the only reader anyway.
+    """
+
+    def __init__(self, reader: _ByteReader, max_bytes: int) -> None:
+        self._lines = read_lines(reader, max_bytes)
+
+    async def receive(self) -> SessionMessage | Exception:
+        try:
+            line = await self._lines.__anext__()
+        except StopAsyncIteration:
+            raise anyio.EndOfStream from None
+        return line if isinstance(line, errors.InvalidMessage) else decode_message(line)
+
+    def __aiter__(self) -> _LineReadStream:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._lines.aclose()
+
+    async def __aenter__(self) -> _LineReadStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class _LineWriteStream:
+    """Messages to the client, written straight to the pipe (one line each, never interleaved)."""
+
+    def __init__(self, writer: _ByteWriter) -> None:
+        self._writer = writer
+        self._lock = anyio.Lock()  # the thread fallback could interleave two concurrent writes
+        self._closed = False
+
+    async def send(self, item: SessionMessage, /) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        data = item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+        try:
+            async with self._lock:
+                await self._writer.write(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            self._closed = True  # the client is gone; its side of stdin reads EOF too
+            raise anyio.BrokenResourceError from exc
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            # Answers already written (errors for pending requests) must reach the client.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2), suppress(OSError):
+                await self._writer.flush()
+
+    async def __aenter__(self) -> _LineWriteStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 @asynccontextmanager
 async def stdio_downstream(
     max_message_bytes: int, fds: tuple[int, int] | None = None
 ) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
-    """The client's side of a stdio session as a pair of anyio streams.
+    """The client's side of a stdio session as a read stream and a write stream.
 
     The read stream ends at stdin EOF, which is how a stdio client ends the session.
     """
     wire_in, wire_out = fds if fds is not None else _claim_std_fds()
     reader = await _open_reader(wire_in)
     writer = await _open_writer(wire_out)
-    read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
-
-    async def pump_in() -> None:
-        async with read_send:
-            async for line in read_lines(reader, max_message_bytes):
-                await read_send.send(line if isinstance(line, errors.InvalidMessage) else decode_message(line))
-
-    flushed = anyio.Event()
-
-    async def pump_out() -> None:
-        try:
-            async with write_recv:
-                async for item in write_recv:
-                    data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
-                    await writer.write(data.encode() + b"\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client is gone; the read side sees EOF too
-        finally:
-            flushed.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(pump_in)
-        tg.start_soon(pump_out)
-        try:
-            yield read_recv, write_send
-        finally:
-            # Let answers already queued (errors for pending requests) reach the client.
-            write_send.close()
-            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                await flushed.wait()
-            tg.cancel_scope.cancel()
-    with suppress(OSError):
-        sys.stderr.flush()
+    read_stream, write_stream = _LineReadStream(reader, max_message_bytes), _LineWriteStream(writer)
+    try:
+        yield read_stream, write_stream
+    finally:
+        await read_stream.aclose()
+        await write_stream.aclose()
+        with suppress(OSError):
+            sys.stderr.flush()
