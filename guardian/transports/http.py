@@ -1,10 +1,9 @@
-"""Downstream streamable HTTP: one SDK server transport, and one upstream, per session.
+"""Downstream streamable HTTP: the `/mcp` endpoint, one `HttpSession` and one upstream per session.
 
-The SDK's `StreamableHTTPSessionManager` is tied to its own `Server`; a relay needs
-the raw message streams instead, so this manager creates each session's
-`StreamableHTTPServerTransport` itself and hands its streams to
+The SDK's `StreamableHTTPSessionManager` is tied to its own `Server`; a relay needs the
+raw message streams instead, so sessions are managed here and each one's streams go to
 `Guardian.run_session`. Sessions are isolated by construction: each has its own
-transport, relay and upstream connection, found only by its unguessable id.
+session object, relay and upstream connection, found only by its unguessable id.
 
 Requests carrying a 2026-07-28 `MCP-Protocol-Version` have no session; they are served
 by `ModernExchange` (single request, single answer).
@@ -19,17 +18,19 @@ from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
-from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
-from mcp.server.transport_security import TransportSecuritySettings
+from anyio.abc import TaskGroup
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
-from mcp_types import RequestId
+from mcp.shared.message import SessionMessage
+from mcp_types import JSONRPCRequest, RequestId
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardian import errors
 from guardian.transports.codec import decode_message
+from guardian.transports.http_session import HttpSession
 
 if TYPE_CHECKING:
     from guardian.gateway import Guardian
@@ -38,6 +39,8 @@ logger = logging.getLogger("guardian.http")
 
 _SESSION_HEADER = MCP_SESSION_ID_HEADER.lower().encode("latin-1")
 _VERSION_HEADER = MCP_PROTOCOL_VERSION_HEADER.encode("latin-1")
+
+DECODED_KEY = "guardian.decoded"
 
 ModernHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -82,6 +85,7 @@ class BodyLimit:
                 break
         if self.validate:
             decoded = decode_message(bytes(body))
+            scope[DECODED_KEY] = decoded  # parsed once: handlers behind us reuse it
             if isinstance(decoded, errors.InvalidMessage):
                 answer = jsonrpc_error_response(400, decoded.code, str(decoded), decoded.request_id)
                 await answer(scope, receive, send)
@@ -102,40 +106,8 @@ class BodyLimit:
         await jsonrpc_error_response(413, errors.MESSAGE_TOO_LARGE, message)(scope, receive, send)
 
 
-class _Session:
-    """One session's transport, and how many of its POSTs are still being answered.
-
-    When the upstream side ends a session, its last answers (errors for pending requests)
-    are still on their way out through those POSTs' streams; terminating the transport
-    before they drain would cut them off.
-    """
-
-    def __init__(self, transport: StreamableHTTPServerTransport) -> None:
-        self.transport = transport
-        self._posts = 0
-        self._drained = anyio.Event()
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        is_post = scope["method"] == "POST"
-        self._posts += is_post
-        try:
-            await self.transport.handle_request(scope, receive, send)
-        finally:
-            if is_post:
-                self._posts -= 1
-                if self._posts == 0:
-                    self._drained.set()
-                    self._drained = anyio.Event()
-
-    async def drain(self, timeout: float) -> None:
-        with anyio.move_on_after(timeout):
-            while self._posts:
-                await self._drained.wait()
-
-
-
 class StreamableHTTPSessions:
-    """ASGI app for `/mcp`: routes each request to its session's transport."""
+    """ASGI app for `/mcp`: routes each request to its session, opens sessions on `initialize`."""
 
     def __init__(
         self,
@@ -144,12 +116,12 @@ class StreamableHTTPSessions:
         modern: ModernHandler | None = None,
     ) -> None:
         self.guardian = guardian
-        self.security = security
+        self.security = TransportSecurityMiddleware(security)
         self.modern = modern
         server = guardian.config.server
         self.max_sessions = server.max_sessions
         self.idle_timeout = server.session_idle_timeout
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, HttpSession] = {}
         self._task_group: TaskGroup | None = None
         self.app = BodyLimit(self._route, guardian.config.security.limits.max_message_bytes, validate=True)
 
@@ -175,9 +147,7 @@ class StreamableHTTPSessions:
         version = headers.get(_VERSION_HEADER)
         if version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
             if self.modern is None:
-                await jsonrpc_error_response(
-                    400, -32022, "unsupported protocol version"
-                )(scope, receive, send)
+                await jsonrpc_error_response(400, -32022, "unsupported protocol version")(scope, receive, send)
                 return
             await self.modern(scope, receive, send)
             return
@@ -185,15 +155,15 @@ class StreamableHTTPSessions:
         if session_id is not None:
             session = self._sessions.get(session_id.decode("latin-1"))
             if session is None:
-                await jsonrpc_error_response(404, errors.INVALID_REQUEST, "session not found")(
-                    scope, receive, send
-                )
+                await jsonrpc_error_response(404, errors.INVALID_REQUEST, "session not found")(scope, receive, send)
                 return
             await session.handle(scope, receive, send)
-            if session.transport.is_terminated:
-                self._forget(session.transport)
+            if session.terminated:
+                self._sessions.pop(session.session_id, None)
             return
-        if scope["method"] != "POST":
+        decoded = scope.get(DECODED_KEY)
+        message = decoded.message if isinstance(decoded, SessionMessage) else None
+        if not (isinstance(message, JSONRPCRequest) and message.method == "initialize"):
             await jsonrpc_error_response(400, errors.INVALID_REQUEST, "missing Mcp-Session-Id header")(
                 scope, receive, send
             )
@@ -203,52 +173,27 @@ class StreamableHTTPSessions:
                 scope, receive, send
             )
             return
-        await self._open_session(scope, receive, send)
+        session = HttpSession(uuid4().hex, self.security)
+        self._sessions[session.session_id] = session
+        assert self._task_group is not None
+        self._task_group.start_soon(self._serve, session)
+        await session.handle(scope, receive, send)
 
-    async def _open_session(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Start a session for an opening request; discard it again if the request fails."""
-        transport = StreamableHTTPServerTransport(
-            mcp_session_id=uuid4().hex,
-            security_settings=self.security,
-            idle_timeout=self.idle_timeout,
-        )
-        session_id = transport.mcp_session_id
-        assert session_id is not None and self._task_group is not None
-        session = self._sessions[session_id] = _Session(transport)
-
-        async def serve(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-            try:
-                async with transport.connect() as streams:
-                    task_status.started()
-                    idle = transport.idle_scope or anyio.CancelScope()
-                    with idle:
-                        await self.guardian.run_session(streams, "streamable-http", session_id)
-                    if idle.cancelled_caught:
-                        logger.info("session %s closed after %gs idle", session_id, self.idle_timeout)
-                    else:
-                        await session.drain(timeout=5)
-            finally:
-                self._forget(transport)
-                with anyio.CancelScope(shield=True):
-                    await transport.terminate()
-
-        status: int | None = None
-
-        async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        await self._task_group.start(serve)
+    async def _serve(self, session: HttpSession) -> None:
+        """Relay the session until it ends (DELETE, idle, upstream gone), then forget it."""
         try:
-            await session.handle(scope, receive, watch)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._expire_when_idle, session)
+                streams = (session.read_stream, session.write_stream)
+                await self.guardian.run_session(streams, "streamable-http", session.session_id)
+                tg.cancel_scope.cancel()
         finally:
-            if status is None or status >= 400:
-                self._forget(transport)
-                with anyio.CancelScope(shield=True):
-                    await transport.terminate()
+            self._sessions.pop(session.session_id, None)
+            await session.terminate()
 
-    def _forget(self, transport: StreamableHTTPServerTransport) -> None:
-        if transport.mcp_session_id is not None:
-            self._sessions.pop(transport.mcp_session_id, None)
+    async def _expire_when_idle(self, session: HttpSession) -> None:
+        while not session.terminated:
+            await anyio.sleep(min(self.idle_timeout, 30.0))
+            if not session.busy and anyio.current_time() - session.last_activity >= self.idle_timeout:
+                logger.info("session %s closed after %gs idle", session.session_id, self.idle_timeout)
+                await session.terminate()

@@ -1,0 +1,270 @@
+"""The server half of one handshake-era streamable HTTP session, built for relaying.
+
+Why not the SDK's `StreamableHTTPServerTransport`: it answers every request POST with
+an SSE stream (an `EventSourceResponse`, a ping task, a task group and two memory
+streams per request), which is most of a gateway's per-call cost on HTTP. The spec
+lets the server pick per request: here a request whose answer comes back with nothing
+before it (the common case) is answered with a plain JSON body, and the response turns
+into an SSE stream only when the server sends something first (progress, logs,
+sampling, elicitation, roots), which then all travel on it, in order.
+
+Routing of server→client messages: an answer goes to the POST that asked; a message
+tied to an open request (`related_request_id`) goes to that request's stream; anything
+else goes to the standalone `GET` stream, or is dropped with a log line when the client
+has none open (as the spec allows, and as the SDK does).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server.transport_security import TransportSecurityMiddleware
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCRequest, JSONRPCResponse, RequestId
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from guardian import errors
+from guardian.transports.codec import decode_message
+
+logger = logging.getLogger("guardian.http")
+
+SESSION_HEADER = "mcp-session-id"
+PING_INTERVAL = 15.0
+"""Seconds between SSE comment pings on a quiet stream, so proxies keep it open."""
+_CHANNEL_BUFFER = 64
+
+
+def _dump(message: JSONRPCMessage) -> bytes:
+    return message.model_dump_json(by_alias=True, exclude_unset=True).encode()
+
+
+def _sse_frame(message: JSONRPCMessage) -> bytes:
+    return b"event: message\r\ndata: " + _dump(message) + b"\r\n\r\n"
+
+
+class _ToClient:
+    """The relay's write stream: routes each server→client message to its HTTP response."""
+
+    def __init__(self, session: HttpSession) -> None:
+        self._session = session
+
+    async def send(self, item: SessionMessage, /) -> None:
+        await self._session.route(item)
+
+    async def aclose(self) -> None:
+        await self._session.terminate()
+
+    async def __aenter__(self) -> _ToClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class HttpSession:
+    """One session: a read stream of client messages for the relay, and HTTP handlers."""
+
+    def __init__(self, session_id: str, security: TransportSecurityMiddleware) -> None:
+        self.session_id = session_id
+        self._security = security
+        self._inbound_send, self.read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](
+            _CHANNEL_BUFFER
+        )
+        self.write_stream = _ToClient(self)
+        self._requests: dict[RequestId, MemoryObjectSendStream[JSONRPCMessage]] = {}
+        self._standalone: MemoryObjectSendStream[JSONRPCMessage] | None = None
+        self.terminated = False
+        self.last_activity = anyio.current_time()
+
+    @property
+    def busy(self) -> bool:
+        """A request is being answered or a GET stream is open: the session is not idle."""
+        return bool(self._requests) or self._standalone is not None
+
+    # --- server → client -------------------------------------------------------------------
+
+    async def route(self, item: SessionMessage) -> None:
+        message = item.message
+        channel: MemoryObjectSendStream[JSONRPCMessage] | None = None
+        if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
+            channel = self._requests.pop(message.id, None)
+        else:
+            metadata = item.metadata
+            related = metadata.related_request_id if isinstance(metadata, ServerMessageMetadata) else None
+            channel = self._requests.get(related) if related is not None else None
+            if channel is None:
+                channel = self._standalone
+        if channel is None:
+            logger.info("session %s: no open stream for a server %s; not delivered", self.session_id,
+                        type(message).__name__)
+            return
+        try:
+            await channel.send(message)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            logger.info("session %s: client left before a server message arrived", self.session_id)
+        if isinstance(message, JSONRPCResponse | JSONRPCError):
+            channel.close()
+
+    async def terminate(self) -> None:
+        """End the session: the relay's read stream ends, open streams finish what they hold."""
+        if self.terminated:
+            return
+        self.terminated = True
+        self._inbound_send.close()
+        for channel in self._requests.values():
+            channel.close()
+        self._requests.clear()
+        if self._standalone is not None:
+            self._standalone.close()
+
+    # --- HTTP handlers ------------------------------------------------------------------------
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        self.last_activity = anyio.current_time()
+        method = scope["method"]
+        refusal = await self._security.validate_request(request, is_post=method == "POST")
+        if refusal is not None:
+            await refusal(scope, receive, send)
+        elif self.terminated:
+            await _error(send, 404, errors.INVALID_REQUEST, "session terminated")
+        elif method == "POST":
+            await self._post(scope, request, send)
+        elif method == "GET":
+            await self._get(request, send)
+        elif method == "DELETE":
+            await self.terminate()
+            await _respond(send, 200, b"", [])
+        else:
+            await _respond(send, 405, b"", [(b"allow", b"GET, POST, DELETE")])
+
+    async def _post(self, scope: Scope, request: Request, send: Send) -> None:
+        accept = request.headers.get("accept", "")
+        if "application/json" not in accept and "*/*" not in accept:
+            await _error(send, 406, errors.INVALID_REQUEST, "client must accept application/json")
+            return
+        decoded = scope.get("guardian.decoded") or decode_message(await request.body())  # set by BodyLimit
+        if isinstance(decoded, errors.InvalidMessage):
+            await _error(send, 400, decoded.code, str(decoded), decoded.request_id)
+            return
+        message = decoded.message
+        item = SessionMessage(message, metadata=ServerMessageMetadata(request_context=request))
+        if not isinstance(message, JSONRPCRequest):
+            await self._inbound_send.send(item)
+            await _respond(send, 202, b"", self._headers())
+            return
+        channel_send, channel = anyio.create_memory_object_stream[JSONRPCMessage](_CHANNEL_BUFFER)
+        self._requests[message.id] = channel_send
+        try:
+            await self._inbound_send.send(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._requests.pop(message.id, None)
+            await _error(send, 404, errors.INVALID_REQUEST, "session terminated")
+            return
+        sse = "text/event-stream" in request.headers.get("accept", "")
+        await self._answer(message.id, channel, request, send, sse)
+
+    async def _answer(
+        self,
+        request_id: RequestId,
+        channel: MemoryObjectReceiveStream[JSONRPCMessage],
+        request: Request,
+        send: Send,
+        sse_allowed: bool,
+    ) -> None:
+        """JSON if the answer comes first; otherwise an SSE stream of everything up to it."""
+        streaming = False
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_disconnect, request.receive, tg.cancel_scope)
+            try:
+                while True:
+                    with anyio.move_on_after(PING_INTERVAL) as quiet:
+                        message = await channel.receive()
+                    if quiet.cancelled_caught:
+                        if streaming:
+                            await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+                        continue
+                    final = isinstance(message, JSONRPCResponse | JSONRPCError)
+                    if final and not streaming:
+                        await _respond(send, 200, _dump(message), self._headers(b"application/json"))
+                        break
+                    if not streaming:
+                        if not sse_allowed:
+                            logger.info("session %s: client accepts no SSE; %s for request %r not delivered",
+                                        self.session_id, type(message).__name__, request_id)
+                            continue
+                        streaming = True
+                        await send({"type": "http.response.start", "status": 200,
+                                    "headers": self._headers(b"text/event-stream", sse=True)})
+                    await send({"type": "http.response.body", "body": _sse_frame(message), "more_body": True})
+                    if final:
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                        break
+            except anyio.EndOfStream:
+                # The session ended with this request unanswered.
+                closing = errors.error_response(request_id, errors.UPSTREAM_UNAVAILABLE, "session closed")
+                if streaming:
+                    await send({"type": "http.response.body", "body": _sse_frame(closing), "more_body": False})
+                else:
+                    await _respond(send, 200, _dump(closing), self._headers(b"application/json"))
+            finally:
+                self._requests.pop(request_id, None)
+            tg.cancel_scope.cancel()
+
+    async def _get(self, request: Request, send: Send) -> None:
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            await _error(send, 406, errors.INVALID_REQUEST, "client must accept text/event-stream")
+            return
+        if self._standalone is not None:
+            await _error(send, 409, errors.INVALID_REQUEST, "only one GET stream per session")
+            return
+        stream_send, stream = anyio.create_memory_object_stream[JSONRPCMessage](_CHANNEL_BUFFER)
+        self._standalone = stream_send
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": self._headers(b"text/event-stream", sse=True)})
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_disconnect, request.receive, tg.cancel_scope)
+                while True:
+                    with anyio.move_on_after(PING_INTERVAL) as quiet:
+                        try:
+                            message = await stream.receive()
+                        except anyio.EndOfStream:
+                            break
+                    frame = b": ping\r\n\r\n" if quiet.cancelled_caught else _sse_frame(message)
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+                tg.cancel_scope.cancel()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if self._standalone is stream_send:
+                self._standalone = None
+
+    def _headers(self, content_type: bytes | None = None, sse: bool = False) -> list[tuple[bytes, bytes]]:
+        headers = [(SESSION_HEADER.encode(), self.session_id.encode())]
+        if content_type is not None:
+            headers.append((b"content-type", content_type))
+        if sse:
+            headers += [(b"cache-control", b"no-cache, no-transform"), (b"x-accel-buffering", b"no")]
+        return headers
+
+
+async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _error(send: Send, status: int, code: int, message: str, request_id: Any = None) -> None:
+    body = _dump(errors.error_response(request_id, code, message))
+    await _respond(send, status, body, [(b"content-type", b"application/json")])
