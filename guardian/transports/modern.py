@@ -2,8 +2,9 @@
 
 The 2026-07-28 era has no sessions and no server→client requests; each POST carries a
 request with its own `_meta` envelope, and its routing headers must agree with the body.
-Each request borrows an upstream connection from a pool for as long as it is open
-(`UpstreamPool`), so what the server sends while handling it reaches only its client.
+Requests from all clients share the upstream through `UpstreamPool` (a URL upstream: a
+connection lent per request) or `SharedUpstream` (a command upstream: one process,
+multiplexed), so what the server sends while handling one reaches only its client.
 
 The answer is a JSON body, or an SSE stream if the upstream sends notifications
 (progress, logs) for the request before answering it; the choice is made when the
@@ -40,7 +41,7 @@ from guardian.decision import Action
 from guardian.events import Direction, Event, SessionInfo
 from guardian.transports.codec import decode_message
 from guardian.transports.upstream import UpstreamStartError, http_headers
-from guardian.transports.upstream_pool import UpstreamPool
+from guardian.transports.upstream_pool import SharedUpstream, UpstreamPool
 
 if TYPE_CHECKING:
     from guardian.gateway import Guardian
@@ -67,15 +68,18 @@ class ModernExchange:
 
     def __init__(self, guardian: Guardian) -> None:
         self.guardian = guardian
-        self._pool: UpstreamPool | None = None
+        self._pool: UpstreamPool | SharedUpstream | None = None
         self._sequence = itertools.count(1)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
             config = self.guardian.config
-            if config.upstream is not None:
-                self._pool = UpstreamPool(config.upstream, tg, size=config.server.upstream_pool_size)
+            upstream = config.upstream
+            if upstream is not None and upstream.transport == "stdio":
+                self._pool = SharedUpstream(upstream, tg)
+            elif upstream is not None:
+                self._pool = UpstreamPool(upstream, tg, size=config.server.upstream_pool_size)
             try:
                 yield
             finally:

@@ -1,23 +1,42 @@
-"""A pool of upstream connections, each lent to one sessionless request at a time.
+"""Upstream connections for sessionless (2026-07-28) requests, from many clients at once.
 
-2026-07-28 requests carry no session, but the notifications a server sends while
-handling one (progress, logs) carry no request id either: on a connection shared by
-several clients' requests, nothing says whose log line is whose. Lending each request a
-connection of its own for its lifetime makes that attribution exact, and keeps one
-client's traffic off another's stream. Connections are reused once their request is
-answered, so the pool only grows to the number of requests in flight at once.
+Two strategies, because the two kinds of upstream differ in what a connection is:
+
+- A URL upstream is one server whatever the connection: `UpstreamPool` lends each request
+  a connection of its own for its lifetime. What the server sends while handling it
+  (progress, logs) then reaches exactly its client, since on a shared connection
+  nothing would say whose log line is whose.
+- A command upstream is a process, and its state (tools added at run time, subscriptions)
+  lives in that process: a second connection would be a second server. `SharedUpstream`
+  multiplexes every request over the one process, rewriting request ids, progress tokens
+  and subscription ids so no two clients collide, and routes notifications back by
+  them. A log line names no request: it goes to the only request in flight that asked
+  for logs, and when several did it is not delivered (and says so in our log) rather
+  than risk showing one client another's output.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from anyio.abc import ObjectReceiveStream, TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
 from mcp.shared.message import ClientMessageMetadata, SessionMessage
-from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
+from mcp_types import (
+    LOG_LEVEL_META_KEY,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+)
 
 from guardian import errors
 from guardian.config import UpstreamConfig
@@ -72,10 +91,7 @@ class _Link:
             refusal = errors.error_response(message.id, errors.METHOD_NOT_FOUND, "no back-channel at 2026-07-28")
             await write.send(SessionMessage(refusal))
             return
-        try:
-            self.inbox_send.send_nowait(message)
-        except anyio.WouldBlock:
-            logger.warning("upstream sent more than its request's client reads; %s not delivered", message)
+        await self.inbox_send.send(message)
 
 
 class UpstreamPool:
@@ -163,3 +179,128 @@ class UpstreamPool:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1), suppress(anyio.BrokenResourceError):
                     await link.write.send(SessionMessage(cancel))
             self._release(link, reusable=answered.is_set())
+
+
+SUBSCRIPTION_META_KEY = "io.modelcontextprotocol/subscriptionId"
+
+
+@dataclass(slots=True)
+class _Waiter:
+    original_id: RequestId
+    original_token: Any
+    wants_logs: bool
+    send: MemoryObjectSendStream[JSONRPCMessage]
+
+
+class SharedUpstream:
+    """Many clients' requests over one upstream connection; see the module docstring."""
+
+    def __init__(self, config: UpstreamConfig, task_group: TaskGroup) -> None:
+        self.config = config
+        self._tg = task_group
+        self._link: _Link | None = None
+        self._connecting = anyio.Lock()
+        self._ids = itertools.count(1)
+        self._waiters: dict[int, _Waiter] = {}
+        self._tokens: dict[str, int] = {}
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.closing.set()
+
+    async def _connection(self) -> _Link:
+        async with self._connecting:
+            if self._link is None or not self._link.alive:
+                link = _Link()
+                self._tg.start_soon(link.run, self.config)
+                await link.ready.wait()
+                if not link.alive:
+                    raise UpstreamStartError(link.failure or "upstream connection closed")
+                self._link = link
+                self._tg.start_soon(self._dispatch, link)
+            return self._link
+
+    async def _dispatch(self, link: _Link) -> None:
+        async for message in link.inbox:
+            target, message = self._route(message)
+            if target is None:
+                continue
+            with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
+                target.send.send_nowait(message)  # per-request buffers: one slow client stalls no other
+        cause = link.failure or "upstream connection closed"
+        for gateway_id, waiter in list(self._waiters.items()):
+            if self._waiters.pop(gateway_id, None) is not None:
+                failure = errors.error_response(waiter.original_id, errors.UPSTREAM_UNAVAILABLE, cause)
+                with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
+                    waiter.send.send_nowait(failure)
+
+    def _route(self, message: JSONRPCMessage) -> tuple[_Waiter | None, JSONRPCMessage]:
+        """Whose message this is, and the message as that client must see it."""
+        if isinstance(message, JSONRPCResponse | JSONRPCError):
+            waiter = self._waiters.pop(message.id, None) if isinstance(message.id, int) else None
+            if waiter is None:
+                return None, message
+            return waiter, _restore_response(message, waiter.original_id)
+        assert isinstance(message, JSONRPCNotification)
+        params = message.params or {}
+        raw_meta = params.get("_meta")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        token = params.get("progressToken")
+        subscription = meta.get(SUBSCRIPTION_META_KEY)
+        if isinstance(token, str) and token in self._tokens:
+            waiter = self._waiters.get(self._tokens[token])
+            if waiter is not None:
+                return waiter, message.model_copy(update={"params": {**params, "progressToken": waiter.original_token}})
+        elif isinstance(subscription, int) and subscription in self._waiters:
+            waiter = self._waiters[subscription]
+            restored = {**params, "_meta": {**meta, SUBSCRIPTION_META_KEY: waiter.original_id}}
+            return waiter, message.model_copy(update={"params": restored})
+        else:
+            candidates = [w for w in self._waiters.values() if w.wants_logs] or list(self._waiters.values())
+            if len(candidates) == 1:
+                return candidates[0], message
+        logger.warning("%s from the shared upstream cannot be attributed to one request; not delivered",
+                       message.method)
+        return None, message
+
+    @asynccontextmanager
+    async def exchange(
+        self, request: JSONRPCRequest, headers: dict[str, str] | None
+    ) -> AsyncIterator[ObjectReceiveStream[JSONRPCMessage]]:
+        link = await self._connection()
+        gateway_id = next(self._ids)
+        params = dict(request.params or {})
+        meta = dict(params.get("_meta") or {})
+        original_token = meta.get("progressToken")
+        if original_token is not None:
+            meta["progressToken"] = token = f"guardian-{gateway_id}"
+            params["_meta"] = meta
+            self._tokens[token] = gateway_id
+        send, receive = anyio.create_memory_object_stream[JSONRPCMessage](256)
+        self._waiters[gateway_id] = _Waiter(request.id, original_token, bool(meta.get(LOG_LEVEL_META_KEY)), send)
+        outbound = request.model_copy(update={"id": gateway_id, "params": params})
+        try:
+            assert link.write is not None
+            metadata = ClientMessageMetadata(headers=headers) if headers else None
+            await link.write.send(SessionMessage(outbound, metadata=metadata))
+            yield receive
+        finally:
+            abandoned = self._waiters.pop(gateway_id, None) is not None
+            self._tokens = {t: g for t, g in self._tokens.items() if g != gateway_id}
+            if abandoned and link.alive and link.write is not None:
+                cancel = JSONRPCNotification(
+                    jsonrpc="2.0",
+                    method="notifications/cancelled",
+                    params={"requestId": gateway_id, "reason": "client went away"},
+                )
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1), suppress(anyio.BrokenResourceError):
+                    await link.write.send(SessionMessage(cancel))
+
+
+def _restore_response(message: JSONRPCResponse | JSONRPCError, original_id: RequestId) -> JSONRPCMessage:
+    if isinstance(message, JSONRPCResponse):
+        meta = message.result.get("_meta")
+        if isinstance(meta, dict) and SUBSCRIPTION_META_KEY in meta:
+            result = {**message.result, "_meta": {**meta, SUBSCRIPTION_META_KEY: original_id}}
+            return message.model_copy(update={"id": original_id, "result": result})
+    return message.model_copy(update={"id": original_id})
