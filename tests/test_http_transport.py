@@ -90,21 +90,22 @@ async def test_session_lifecycle_and_the_standalone_stream(gateway: ServerProces
         orphan = await http.post(gateway.url, headers=ACCEPT_BOTH, json=rpc(9, "tools/list"))
         assert orphan.status_code == 400 and orphan.json()["error"]["code"] == -32600
 
-        async with http.stream("GET", gateway.url, headers={"Accept": "text/event-stream",
-                                                            "Mcp-Session-Id": session_id}) as stream:
+        get_headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session_id}
+        async with http.stream("GET", gateway.url, headers=get_headers) as stream:
             assert stream.status_code == 200
-            second = await http.get(gateway.url, headers={"Accept": "text/event-stream", "Mcp-Session-Id": session_id})
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            second = await http.get(gateway.url, headers=get_headers)
             assert second.status_code == 409
-            # A notification not tied to any request rides the standalone stream.
-            call = rpc(4, "tools/call", {"name": "add_tool", "arguments": {"standalone": True}})
-            assert (await http.post(gateway.url, headers=headers, json=call)).status_code == 200
-            async for line in stream.aiter_lines():
-                if line.startswith("data: "):
-                    assert json.loads(line[6:])["method"] == "notifications/tools/list_changed"
-                    break
+            # A notification sent while a call is open travels with that call's answer.
+            call = rpc(4, "tools/call", {"name": "add_tool", "arguments": {}})
+            answer = await http.post(gateway.url, headers=headers, json=call)
+            methods = [m.get("method") for m in sse_messages(answer.text)]
+            assert methods == ["notifications/tools/list_changed", None]
+            # Ending the session ends the standalone stream too.
+            deleted = await http.delete(gateway.url, headers={"Mcp-Session-Id": session_id})
+            assert deleted.status_code == 200
+            assert [line async for line in stream.aiter_lines() if line.startswith("data: ")] == []
 
-        deleted = await http.delete(gateway.url, headers={"Mcp-Session-Id": session_id})
-        assert deleted.status_code == 200
         gone = await http.post(gateway.url, headers=headers, json=rpc(5, "tools/list"))
         assert gone.status_code == 404
 
