@@ -100,6 +100,7 @@ class Relay:
         self._progress: dict[Any, RequestId] = {}
         self.protocol_version: str | None = None
         """Negotiated in the handshake era (from the `initialize` result)."""
+        self._trace = logger.isEnabledFor(logging.DEBUG)  # decided once: the hot path skips the call
 
     async def run(
         self,
@@ -264,6 +265,9 @@ class Relay:
             headers = self.options.upstream_headers(message, original, self.protocol_version)
             if headers:
                 metadata = ClientMessageMetadata(headers=headers)
+        if self._trace:
+            logger.debug("session %s: to %s: %s %s id=%r", self.session.session_id, side.name,
+                         type(message).__name__, getattr(message, "method", ""), getattr(message, "id", None))
         try:
             await side.write.send(SessionMessage(message, metadata=metadata))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):

@@ -11,14 +11,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import TextIO
 
-import anyio
-import httpx2
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.inbound import (
     MCP_METHOD_HEADER,
     MCP_NAME_HEADER,
@@ -31,6 +28,7 @@ from mcp_types import PROTOCOL_VERSION_META_KEY, JSONRPCMessage, JSONRPCRequest
 
 from guardian.config import UpstreamConfig
 from guardian.relay import ReadStream, WriteStream
+from guardian.transports.http_client import http_upstream
 
 _ROUTING_HEADERS = (MCP_PROTOCOL_VERSION_HEADER, MCP_METHOD_HEADER, MCP_NAME_HEADER)
 _PARAM_HEADER_PREFIX = "mcp-param-"
@@ -64,7 +62,6 @@ async def open_upstream(
             await transport.__aexit__(None, None, None)
         return
     assert config.url is not None
-    timeout = httpx2.Timeout(config.read_timeout, connect=config.connect_timeout)
     if config.transport == "sse":
         try:
             transport = sse_client(
@@ -81,46 +78,8 @@ async def open_upstream(
         finally:
             await transport.__aexit__(None, None, None)
         return
-    async with (
-        httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout, transport=_ReusingTransport()) as client,
-        streamable_http_client(config.url, http_client=client) as streams,
-    ):
+    async with http_upstream(config) as streams:
         yield streams
-
-
-class _DrainOnClose(httpx2.AsyncByteStream):
-    """A response body that, when closed early, first reads what little is left of it.
-
-    The SDK's client closes each SSE answer as soon as the JSON-RPC response event has
-    arrived, a moment before the server ends the stream; closing an unfinished body
-    discards the connection, so every upstream call paid a new TCP connection. Reading
-    the last bytes (bounded in time and size) lets the connection go back to the pool.
-    """
-
-    def __init__(self, inner: httpx2.AsyncByteStream) -> None:
-        self._inner = inner
-        self._parts = inner.__aiter__()
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for part in self._parts:
-            yield part
-
-    async def aclose(self) -> None:
-        drained = 0
-        with anyio.move_on_after(0.05), suppress(Exception):
-            async for part in self._parts:
-                drained += len(part)
-                if drained > 65536:
-                    break
-        await self._inner.aclose()
-
-
-class _ReusingTransport(httpx2.AsyncHTTPTransport):
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await super().handle_async_request(request)
-        if request.method == "POST" and isinstance(response.stream, httpx2.AsyncByteStream):
-            response.stream = _DrainOnClose(response.stream)
-        return response
 
 
 def _reason(exc: BaseException) -> str:
