@@ -60,7 +60,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def create_app(guardian: Guardian) -> Starlette:
+def create_app(guardian: Guardian) -> ASGIHandler:
     security = transport_security(guardian)
     modern = ModernExchange(guardian)
     sessions = StreamableHTTPSessions(guardian, security, modern=modern)
@@ -82,7 +82,7 @@ def create_app(guardian: Guardian) -> Starlette:
         async with sessions.run(), modern.run():
             yield
 
-    return Starlette(
+    routes = Starlette(
         routes=[
             Route("/mcp", endpoint=_Endpoint(sessions), methods=["GET", "POST", "DELETE"]),
             Route("/sse", endpoint=_Endpoint(sse.connect), methods=["GET"]),
@@ -91,3 +91,12 @@ def create_app(guardian: Guardian) -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # The hot path skips Starlette's middleware stack and router: /mcp is one exact path.
+        if scope["type"] == "http" and scope["path"] == "/mcp":
+            await sessions(scope, receive, send)
+        else:
+            await routes(scope, receive, send)
+
+    return app

@@ -166,54 +166,54 @@ class HttpSession:
             await _error(send, 404, errors.INVALID_REQUEST, "session terminated")
             return
         sse = "text/event-stream" in request.headers.get("accept", "")
-        await self._answer(message.id, channel, request, send, sse)
+        await self._answer(message.id, channel, send, sse)
 
     async def _answer(
         self,
         request_id: RequestId,
         channel: MemoryObjectReceiveStream[JSONRPCMessage],
-        request: Request,
         send: Send,
         sse_allowed: bool,
     ) -> None:
-        """JSON if the answer comes first; otherwise an SSE stream of everything up to it."""
+        """JSON if the answer comes first; otherwise an SSE stream of everything up to it.
+
+        A client that goes away mid-request is not watched for: the answer (or the relay's
+        timeout error) still arrives and is written into the void, which costs less than a
+        watcher task on every request.
+        """
         streaming = False
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_disconnect, request.receive, tg.cancel_scope)
-            try:
-                while True:
-                    with anyio.move_on_after(PING_INTERVAL) as quiet:
-                        message = await channel.receive()
-                    if quiet.cancelled_caught:
-                        if streaming:
-                            await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+        try:
+            while True:
+                with anyio.move_on_after(PING_INTERVAL) as quiet:
+                    message = await channel.receive()
+                if quiet.cancelled_caught:
+                    if streaming:
+                        await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+                    continue
+                final = isinstance(message, JSONRPCResponse | JSONRPCError)
+                if final and not streaming:
+                    await _respond(send, 200, _dump(message), self._headers(b"application/json"))
+                    return
+                if not streaming:
+                    if not sse_allowed:
+                        logger.info("session %s: client accepts no SSE; %s for request %r not delivered",
+                                    self.session_id, type(message).__name__, request_id)
                         continue
-                    final = isinstance(message, JSONRPCResponse | JSONRPCError)
-                    if final and not streaming:
-                        await _respond(send, 200, _dump(message), self._headers(b"application/json"))
-                        break
-                    if not streaming:
-                        if not sse_allowed:
-                            logger.info("session %s: client accepts no SSE; %s for request %r not delivered",
-                                        self.session_id, type(message).__name__, request_id)
-                            continue
-                        streaming = True
-                        await send({"type": "http.response.start", "status": 200,
-                                    "headers": self._headers(b"text/event-stream", sse=True)})
-                    await send({"type": "http.response.body", "body": _sse_frame(message), "more_body": True})
-                    if final:
-                        await send({"type": "http.response.body", "body": b"", "more_body": False})
-                        break
-            except anyio.EndOfStream:
-                # The session ended with this request unanswered.
-                closing = errors.error_response(request_id, errors.UPSTREAM_UNAVAILABLE, "session closed")
-                if streaming:
-                    await send({"type": "http.response.body", "body": _sse_frame(closing), "more_body": False})
-                else:
-                    await _respond(send, 200, _dump(closing), self._headers(b"application/json"))
-            finally:
-                self._requests.pop(request_id, None)
-            tg.cancel_scope.cancel()
+                    streaming = True
+                    await send({"type": "http.response.start", "status": 200,
+                                "headers": self._headers(b"text/event-stream", sse=True)})
+                await send({"type": "http.response.body", "body": _sse_frame(message), "more_body": not final})
+                if final:
+                    return
+        except anyio.EndOfStream:
+            # The session ended with this request unanswered.
+            closing = errors.error_response(request_id, errors.UPSTREAM_UNAVAILABLE, "session closed")
+            if streaming:
+                await send({"type": "http.response.body", "body": _sse_frame(closing), "more_body": False})
+            else:
+                await _respond(send, 200, _dump(closing), self._headers(b"application/json"))
+        finally:
+            self._requests.pop(request_id, None)
 
     async def _get(self, request: Request, send: Send) -> None:
         if "text/event-stream" not in request.headers.get("accept", ""):
