@@ -1,4 +1,4 @@
-"""Decoding one JSON-RPC message from the wire, with an answerable error when that fails.
+"""One JSON-RPC message to and from the wire; decoding failures become answerable errors.
 
 The fast path is the SDK's own validator; only a message that fails it is parsed a
 second time, to tell a parse error (-32700) from a non-JSON-RPC object (-32600) and to
@@ -11,10 +11,20 @@ import json
 from typing import Any
 
 from mcp.shared.message import SessionMessage
-from mcp_types import JSONRPCNotification, jsonrpc_message_adapter
+from mcp_types import JSONRPCMessage, JSONRPCNotification, jsonrpc_message_adapter
 from pydantic import ValidationError
 
 from guardian import errors
+
+
+def encode_message(message: JSONRPCMessage) -> bytes:
+    """One message as compact JSON bytes (no newline)."""
+    return message.model_dump_json(by_alias=True, exclude_unset=True).encode()
+
+
+def sse_frame(message: JSONRPCMessage) -> bytes:
+    """One message as a server-sent `message` event."""
+    return b"event: message\r\ndata: " + encode_message(message) + b"\r\n\r\n"
 
 
 def decode_message(data: bytes) -> SessionMessage | errors.InvalidMessage:

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from guardian import errors
-from guardian.transports.codec import decode_message
+from guardian.transports.codec import decode_message, encode_message, sse_frame
 
 logger = logging.getLogger("guardian.http")
 
@@ -36,14 +36,6 @@ SESSION_HEADER = "mcp-session-id"
 PING_INTERVAL = 15.0
 """Seconds between SSE comment pings on a quiet stream, so proxies keep it open."""
 _CHANNEL_BUFFER = 64
-
-
-def _dump(message: JSONRPCMessage) -> bytes:
-    return message.model_dump_json(by_alias=True, exclude_unset=True).encode()
-
-
-def _sse_frame(message: JSONRPCMessage) -> bytes:
-    return b"event: message\r\ndata: " + _dump(message) + b"\r\n\r\n"
 
 
 class _ToClient:
@@ -192,7 +184,7 @@ class HttpSession:
                     continue
                 final = isinstance(message, JSONRPCResponse | JSONRPCError)
                 if final and not streaming:
-                    await _respond(send, 200, _dump(message), self._headers(b"application/json"))
+                    await _respond(send, 200, encode_message(message), self._headers(b"application/json"))
                     return
                 if not streaming:
                     if not sse_allowed:
@@ -202,16 +194,16 @@ class HttpSession:
                     streaming = True
                     await send({"type": "http.response.start", "status": 200,
                                 "headers": self._headers(b"text/event-stream", sse=True)})
-                await send({"type": "http.response.body", "body": _sse_frame(message), "more_body": not final})
+                await send({"type": "http.response.body", "body": sse_frame(message), "more_body": not final})
                 if final:
                     return
         except anyio.EndOfStream:
             # The session ended with this request unanswered.
             closing = errors.error_response(request_id, errors.UPSTREAM_UNAVAILABLE, "session closed")
             if streaming:
-                await send({"type": "http.response.body", "body": _sse_frame(closing), "more_body": False})
+                await send({"type": "http.response.body", "body": sse_frame(closing), "more_body": False})
             else:
-                await _respond(send, 200, _dump(closing), self._headers(b"application/json"))
+                await _respond(send, 200, encode_message(closing), self._headers(b"application/json"))
         finally:
             self._requests.pop(request_id, None)
 
@@ -228,14 +220,14 @@ class HttpSession:
                     "headers": self._headers(b"text/event-stream", sse=True)})
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_watch_disconnect, request.receive, tg.cancel_scope)
+                tg.start_soon(cancel_on_disconnect, request.receive, tg.cancel_scope)
                 while True:
                     with anyio.move_on_after(PING_INTERVAL) as quiet:
                         try:
                             message = await stream.receive()
                         except anyio.EndOfStream:
                             break
-                    frame = b": ping\r\n\r\n" if quiet.cancelled_caught else _sse_frame(message)
+                    frame = b": ping\r\n\r\n" if quiet.cancelled_caught else sse_frame(message)
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
                 tg.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -252,7 +244,8 @@ class HttpSession:
         return headers
 
 
-async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    """Cancel `scope` when the HTTP client goes away (for responses that can run long)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -266,5 +259,5 @@ async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[byt
 
 
 async def _error(send: Send, status: int, code: int, message: str, request_id: Any = None) -> None:
-    body = _dump(errors.error_response(request_id, code, message))
+    body = encode_message(errors.error_response(request_id, code, message))
     await _respond(send, status, body, [(b"content-type", b"application/json")])

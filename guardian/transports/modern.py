@@ -39,7 +39,8 @@ from starlette.types import Receive, Scope, Send
 from guardian import errors
 from guardian.decision import Action
 from guardian.events import Direction, Event, SessionInfo
-from guardian.transports.codec import decode_message
+from guardian.transports.codec import decode_message, encode_message, sse_frame
+from guardian.transports.http_session import cancel_on_disconnect
 from guardian.transports.upstream import UpstreamStartError, http_headers
 from guardian.transports.upstream_pool import SharedUpstream, UpstreamPool
 
@@ -55,12 +56,8 @@ _SSE_HEADERS = [
 ]
 
 
-def _dump(message: JSONRPCMessage) -> bytes:
-    return message.model_dump_json(by_alias=True, exclude_unset=True).encode()
-
-
 def _json_response(message: JSONRPCMessage, status: int = 200) -> Response:
-    return Response(_dump(message), status_code=status, media_type="application/json")
+    return Response(encode_message(message), status_code=status, media_type="application/json")
 
 
 class ModernExchange:
@@ -145,7 +142,7 @@ class ModernExchange:
         timeout = guardian.config.server.request_timeout
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+                tg.start_soon(cancel_on_disconnect, receive, tg.cancel_scope)
                 async with self._pool.exchange(outbound, headers) as replies:
                     while True:
                         with anyio.fail_after(timeout):
@@ -197,15 +194,4 @@ class ModernExchange:
 
 
 async def _sse_send(send: Send, message: JSONRPCMessage) -> None:
-    frame = b"event: message\r\ndata: " + _dump(message) + b"\r\n\r\n"
-    await send({"type": "http.response.body", "body": frame, "more_body": True})
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    """Closing the response stream is how a 2026-07-28 client cancels its request."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
-
+    await send({"type": "http.response.body", "body": sse_frame(message), "more_body": True})

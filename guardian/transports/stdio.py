@@ -26,7 +26,7 @@ from mcp.shared.message import SessionMessage
 
 from guardian import errors
 from guardian.relay import ReadStream, WriteStream
-from guardian.transports.codec import decode_message
+from guardian.transports.codec import decode_message, encode_message
 
 CHUNK = 64 * 1024
 
@@ -189,7 +189,7 @@ class _LineWriteStream:
     async def send(self, item: SessionMessage, /) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
-        data = item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+        data = encode_message(item.message) + b"\n"
         try:
             async with self._lock:
                 await self._writer.write(data)
