@@ -23,7 +23,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
-from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCRequest, JSONRPCResponse, RequestId
+from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
@@ -101,6 +101,12 @@ class HttpSession:
         if isinstance(message, JSONRPCResponse | JSONRPCError):
             channel.close()
 
+    def _abandon(self, request_id: object) -> None:
+        """The client cancelled this request: its POST ends now; a late answer is dropped."""
+        channel = self._requests.pop(request_id, None) if isinstance(request_id, int | str) else None
+        if channel is not None:
+            channel.close()
+
     async def terminate(self) -> None:
         """End the session: the relay's read stream ends, open streams finish what they hold."""
         if self.terminated:
@@ -147,6 +153,8 @@ class HttpSession:
         item = SessionMessage(message, metadata=ServerMessageMetadata(request_context=request))
         if not isinstance(message, JSONRPCRequest):
             await self._inbound_send.send(item)
+            if isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+                self._abandon((message.params or {}).get("requestId"))
             await _respond(send, 202, b"", self._headers())
             return
         channel_send, channel = anyio.create_memory_object_stream[JSONRPCMessage](_CHANNEL_BUFFER)
@@ -198,12 +206,13 @@ class HttpSession:
                 if final:
                     return
         except anyio.EndOfStream:
-            # The session ended with this request unanswered.
-            closing = errors.error_response(request_id, errors.UPSTREAM_UNAVAILABLE, "session closed")
-            if streaming:
-                await send({"type": "http.response.body", "body": sse_frame(closing), "more_body": False})
-            else:
-                await _respond(send, 200, encode_message(closing), self._headers(b"application/json"))
+            # No answer will come: the client cancelled the request, or ended the session.
+            # (When the upstream fails, the relay answers every pending request before this.)
+            # An event stream that ends without an answer is how the wire says so.
+            if not streaming:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": self._headers(b"text/event-stream", sse=True)})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self._requests.pop(request_id, None)
 
