@@ -78,3 +78,7 @@ class InvalidMessage(Exception):
         super().__init__(message)
         self.code = code
         self.request_id = request_id
+
+
+class UpstreamStartError(Exception):
+    """The upstream could not be started or reached; the message says why, in one line."""

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from guardian import errors
 from guardian.config import Config, UpstreamConfig
 from guardian.decision import Decision
+from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
 from guardian.inspector import Inspector
 from guardian.inspectors.limits import LimitsInspector
@@ -29,7 +30,7 @@ from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
 from guardian.pipeline import InspectorSettings, Pipeline
 from guardian.relay import ReadStream, Relay, RelayOptions, WriteStream, _describe
-from guardian.transports.upstream import UpstreamStartError, http_headers, open_upstream
+from guardian.transports.upstream import http_headers, open_upstream
 
 logger = logging.getLogger("guardian")
 
@@ -123,7 +124,7 @@ class Guardian:
         relay = Relay(self.pipeline, session, self.relay_options(transport), self.audit)
         label = "upstream server"
         try:
-            async with open_upstream(upstream) as server_streams:
+            async with open_upstream(upstream, self.config.security.limits.max_message_bytes) as server_streams:
                 ended = await relay.run(downstream, server_streams, label)
         except UpstreamStartError as exc:
             cause = f"upstream unavailable: {exc}"

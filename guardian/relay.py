@@ -220,6 +220,10 @@ class Relay:
         logger.warning("session %s: invalid message from %s: %s", self.session.session_id, source.name, text)
         if direction is Direction.CLIENT_TO_SERVER and self.options.answer_invalid:
             await self._send(source, _error(request_id, code, text))
+        elif direction is Direction.SERVER_TO_CLIENT and request_id in self._client.pending:
+            # An answer we could not pass on (too large): its requester hears so now, not at the timeout.
+            self._client.pending.pop(request_id)
+            await self._send(self._client, _error(request_id, code, f"upstream answer refused: {text}"))
 
     def _track_progress(self, request: JSONRPCRequest) -> None:
         meta = (request.params or {}).get("_meta")

@@ -66,7 +66,7 @@ BAD_LINES: list[tuple[str, bytes, set[int], Any]] = [
     ("object without jsonrpc", b'{"id":5,"method":"tools/list"}\n', {errors.INVALID_REQUEST}, 5),
     ("non-string method", b'{"jsonrpc":"2.0","id":7,"method":5}\n', {errors.INVALID_REQUEST}, 7),
     ("string id kept", b'{"jsonrpc":"2.0","id":"req-8","method":["x"]}\n', {errors.INVALID_REQUEST}, "req-8"),
-    ("oversize line", OVERSIZE_LINE, {errors.MESSAGE_TOO_LARGE}, None),
+    ("oversize line (its id read from its first bytes)", OVERSIZE_LINE, {errors.MESSAGE_TOO_LARGE}, 901),
     ("100000 unclosed [", DEEP_UNBALANCED, {errors.MESSAGE_TOO_LARGE, errors.PARSE_ERROR}, None),
     ("50000-deep valid JSON", DEEP_BALANCED, {errors.MESSAGE_TOO_LARGE, errors.PARSE_ERROR}, None),
 ]

@@ -225,3 +225,13 @@ async def test_monitor_mode_records_but_does_not_enforce(tmp_path: Path) -> None
     records = audit_records(tmp_path)
     assert records and all(r["decision"] == "warn" for r in records)
     assert all(f["monitor"] for r in records for f in r["findings"])
+
+
+async def test_an_oversize_upstream_answer_is_refused_at_once_and_the_session_goes_on(tmp_path: Path) -> None:
+    guardian = make_guardian(tmp_path, limits={"max_message_bytes": 100_000})
+    async with session_through(guardian, ClientRecorder()) as session:
+        with pytest.raises(MCPError) as raised:
+            await session.call_tool("big", {"n": 200_000})
+        # Refused by size as it streamed in (not left to the request timeout, -32013).
+        assert raised.value.error.code == -32011
+        assert text_of(await session.call_tool("echo", {"text": "next"})) == "next"

@@ -38,10 +38,11 @@ from starlette.types import Receive, Scope, Send
 
 from guardian import errors
 from guardian.decision import Action
+from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
 from guardian.transports.codec import decode_message, encode_message, sse_frame
 from guardian.transports.http_session import cancel_on_disconnect
-from guardian.transports.upstream import UpstreamStartError, http_headers
+from guardian.transports.upstream import http_headers
 from guardian.transports.upstream_pool import SharedUpstream, UpstreamPool
 
 if TYPE_CHECKING:

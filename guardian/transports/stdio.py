@@ -15,7 +15,9 @@ threads.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -31,39 +33,60 @@ from guardian.transports.codec import decode_message, encode_message
 CHUNK = 64 * 1024
 
 
-class _ByteReader(Protocol):
+class ByteReader(Protocol):
     async def read(self, n: int) -> bytes: ...
 
 
-class _ByteWriter(Protocol):
+class ByteWriter(Protocol):
     async def write(self, data: bytes) -> None: ...
 
     async def flush(self) -> None: ...
 
 
-async def read_lines(reader: _ByteReader, max_bytes: int) -> AsyncGenerator[bytes | errors.InvalidMessage, None]:
-    """Split a byte stream into lines; a line over `max_bytes` is skipped and reported."""
-    buffer = b""
-    discarding = False
+async def read_lines(reader: ByteReader, max_bytes: int) -> AsyncGenerator[bytes | errors.InvalidMessage, None]:
+    """Split a byte stream into lines; a line over `max_bytes` is skipped and reported.
+
+    The report carries the message's id when its first bytes show one, so the request an
+    oversize answer was meant for can be answered with an error instead of waiting forever.
+    """
+    buffer = bytearray()
+    scanned = 0  # how much of `buffer` is known to hold no newline
+    head: bytes | None = None  # the start of a line being skipped
     while True:
         chunk = await reader.read(CHUNK)
         if not chunk:
             return
         buffer += chunk
         while True:
-            newline = buffer.find(b"\n")
+            newline = buffer.find(b"\n", scanned)
             if newline < 0:
+                scanned = len(buffer)
                 break
-            line, buffer = buffer[:newline], buffer[newline + 1 :]
-            if discarding:
-                discarding = False
-                yield errors.InvalidMessage(errors.MESSAGE_TOO_LARGE, f"message exceeds {max_bytes} bytes")
+            line = bytes(buffer[:newline])
+            del buffer[: newline + 1]
+            scanned = 0
+            if head is not None:
+                yield _too_large(head, max_bytes)
+                head = None
             elif len(line) > max_bytes:
-                yield errors.InvalidMessage(errors.MESSAGE_TOO_LARGE, f"message exceeds {max_bytes} bytes")
+                yield _too_large(line, max_bytes)
             elif line.strip():
                 yield line
         if len(buffer) > max_bytes:
-            discarding, buffer = True, b""
+            if head is None:
+                head = bytes(buffer[:_ID_SNIFF])
+            buffer.clear()
+            scanned = 0
+
+
+_ID_SNIFF = 256
+_ID_PATTERN = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
+
+
+def _too_large(head: bytes, max_bytes: int) -> errors.InvalidMessage:
+    match = _ID_PATTERN.search(head[:_ID_SNIFF])
+    request_id = json.loads(match.group(1)) if match else None
+    return errors.InvalidMessage(errors.MESSAGE_TOO_LARGE, f"message exceeds {max_bytes} bytes", request_id)
 
 
 class _PipeReader:
@@ -105,7 +128,7 @@ class _ThreadFile:
         pass  # unbuffered: every write went straight to the fd
 
 
-async def _open_reader(fd: int) -> _ByteReader:
+async def _open_reader(fd: int) -> ByteReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=CHUNK)
     try:
@@ -117,7 +140,7 @@ async def _open_reader(fd: int) -> _ByteReader:
     return _PipeReader(reader)
 
 
-async def _open_writer(fd: int) -> _ByteWriter:
+async def _open_writer(fd: int) -> ByteWriter:
     loop = asyncio.get_running_loop()
     try:
         transport, protocol = await loop.connect_write_pipe(
@@ -142,14 +165,14 @@ def _claim_std_fds() -> tuple[int, int]:
     return wire_in, wire_out
 
 
-class _LineReadStream:
+class LineReadStream:
     """The client's messages, read straight off the pipe by whoever awaits them.
 
     No pump task and no memory stream in between: each hop between tasks costs an
     event-loop iteration per message, and the relay is the only reader anyway.
     """
 
-    def __init__(self, reader: _ByteReader, max_bytes: int) -> None:
+    def __init__(self, reader: ByteReader, max_bytes: int) -> None:
         self._lines = read_lines(reader, max_bytes)
 
     async def receive(self) -> SessionMessage | Exception:
@@ -159,7 +182,7 @@ class _LineReadStream:
             raise anyio.EndOfStream from None
         return line if isinstance(line, errors.InvalidMessage) else decode_message(line)
 
-    def __aiter__(self) -> _LineReadStream:
+    def __aiter__(self) -> LineReadStream:
         return self
 
     async def __anext__(self) -> SessionMessage | Exception:
@@ -171,17 +194,17 @@ class _LineReadStream:
     async def aclose(self) -> None:
         await self._lines.aclose()
 
-    async def __aenter__(self) -> _LineReadStream:
+    async def __aenter__(self) -> LineReadStream:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 
-class _LineWriteStream:
+class LineWriteStream:
     """Messages to the client, written straight to the pipe (one line each, never interleaved)."""
 
-    def __init__(self, writer: _ByteWriter) -> None:
+    def __init__(self, writer: ByteWriter) -> None:
         self._writer = writer
         self._lock = anyio.Lock()  # the thread fallback could interleave two concurrent writes
         self._closed = False
@@ -204,7 +227,7 @@ class _LineWriteStream:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2), suppress(OSError):
                 await self._writer.flush()
 
-    async def __aenter__(self) -> _LineWriteStream:
+    async def __aenter__(self) -> LineWriteStream:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -222,7 +245,7 @@ async def stdio_downstream(
     wire_in, wire_out = fds if fds is not None else _claim_std_fds()
     reader = await _open_reader(wire_in)
     writer = await _open_writer(wire_out)
-    read_stream, write_stream = _LineReadStream(reader, max_message_bytes), _LineWriteStream(writer)
+    read_stream, write_stream = LineReadStream(reader, max_message_bytes), LineWriteStream(writer)
     try:
         yield read_stream, write_stream
     finally:

@@ -1,21 +1,17 @@
-"""Upstream connections: the gateway as an MCP client, over the SDK's client transports.
+"""Upstream connections: the gateway as an MCP client, over stdio, streamable HTTP or SSE.
 
-Each yields the same pair of anyio streams of `SessionMessage`, so the relay does not
-care which one it talks to. The SDK's `stdio_client` already does what a wrapper must
-(process group, stdin-close then SIGTERM then SIGKILL, all under a cancel shield), and
-the child's stderr goes straight to ours.
+Each yields the same pair of message streams, so the relay does not care which one it
+talks to: our own stdio (`stdio_client`) and streamable HTTP (`http_client`) clients,
+built for relaying, and the SDK's `sse_client` for legacy SSE.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TextIO
 
 from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.inbound import (
     MCP_METHOD_HEADER,
     MCP_NAME_HEADER,
@@ -27,39 +23,25 @@ from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import PROTOCOL_VERSION_META_KEY, JSONRPCMessage, JSONRPCRequest
 
 from guardian.config import UpstreamConfig
+from guardian.errors import UpstreamStartError
 from guardian.relay import ReadStream, WriteStream
 from guardian.transports.http_client import http_upstream
+from guardian.transports.stdio_client import stdio_upstream
 
 _ROUTING_HEADERS = (MCP_PROTOCOL_VERSION_HEADER, MCP_METHOD_HEADER, MCP_NAME_HEADER)
 _PARAM_HEADER_PREFIX = "mcp-param-"
 
 
-class UpstreamStartError(Exception):
-    """The upstream could not be started or reached; the message says why, in one line."""
-
-
 @asynccontextmanager
 async def open_upstream(
-    config: UpstreamConfig, errlog: TextIO | None = None
+    config: UpstreamConfig, max_message_bytes: int = 4 * 1024 * 1024
 ) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
     """Connect to the configured upstream; raises `UpstreamStartError` if it cannot start."""
     if config.transport == "stdio":
-        params = StdioServerParameters(
-            command=config.command[0],
-            args=list(config.command[1:]),
-            # A wrapper is transparent: the server sees the environment its client gave us.
-            env={**os.environ, **config.env},
-            cwd=config.cwd,
-        )
-        try:
-            transport = stdio_client(params, errlog=errlog or sys.stderr)
-            streams = await transport.__aenter__()
-        except OSError as exc:
-            raise UpstreamStartError(f"cannot start {config.command[0]!r}: {exc.strerror or exc}") from exc
-        try:
+        # A wrapper is transparent: the server sees the environment its client gave us.
+        env = {**os.environ, **config.env}
+        async with stdio_upstream(config.command, env, config.cwd, max_message_bytes) as streams:
             yield streams
-        finally:
-            await transport.__aexit__(None, None, None)
         return
     assert config.url is not None
     if config.transport == "sse":

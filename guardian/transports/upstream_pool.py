@@ -40,8 +40,9 @@ from mcp_types import (
 
 from guardian import errors
 from guardian.config import UpstreamConfig
+from guardian.errors import UpstreamStartError
 from guardian.relay import WriteStream
-from guardian.transports.upstream import UpstreamStartError, open_upstream
+from guardian.transports.upstream import open_upstream
 
 logger = logging.getLogger("guardian.pool")
 
