@@ -58,6 +58,14 @@ def error_response(
     return JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
 
 
+def describe(exc: BaseException) -> str:
+    """One line naming what went wrong, unwrapping single-exception groups from task groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class ConfigError(Exception):
     """A configuration problem; `problems` holds one line per issue, each naming its JSON path."""
 

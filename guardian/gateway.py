@@ -29,7 +29,7 @@ from guardian.inspectors.limits import LimitsInspector
 from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
 from guardian.pipeline import InspectorSettings, Pipeline
-from guardian.relay import ReadStream, Relay, RelayOptions, WriteStream, _describe
+from guardian.relay import ReadStream, Relay, RelayOptions, WriteStream
 from guardian.transports.upstream import http_headers, open_upstream
 
 logger = logging.getLogger("guardian")
@@ -132,7 +132,7 @@ class Guardian:
             await answer_unavailable(downstream, cause)
             return cause
         except Exception as exc:
-            cause = f"{label} failed: {_describe(exc)}"
+            cause = f"{label} failed: {errors.describe(exc)}"
             logger.error("session %s: %s", session.session_id, cause)
             await relay.fail_pending(cause)
             return cause

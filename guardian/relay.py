@@ -78,10 +78,6 @@ class RelayOptions:
     """Per-message HTTP headers for an HTTP upstream (protocol version, method, name)."""
 
 
-class UpstreamClosed(Exception):
-    """The upstream connection ended; the message names why."""
-
-
 class Relay:
     """Pumps one session's messages through the pipeline, both ways."""
 
@@ -127,7 +123,7 @@ class Relay:
                     await self._pump(self._server, self._client, Direction.SERVER_TO_CLIENT)
                     cause = f"{upstream_label} closed the connection"
                 except Exception as exc:  # a transport failure, not a message problem
-                    cause = f"{upstream_label} failed: {_describe(exc)}"
+                    cause = f"{upstream_label} failed: {errors.describe(exc)}"
                     logger.warning("session %s: %s", self.session.session_id, cause)
                 await self.fail_pending(cause)
                 tg.cancel_scope.cancel()
@@ -216,7 +212,7 @@ class Relay:
             code = errors.PARSE_ERROR if parse else errors.INVALID_REQUEST
             request_id, text = None, "parse error" if parse else "not a JSON-RPC 2.0 message"
         else:
-            code, request_id, text = errors.INVALID_REQUEST, None, _describe(exc)
+            code, request_id, text = errors.INVALID_REQUEST, None, errors.describe(exc)
         logger.warning("session %s: invalid message from %s: %s", self.session.session_id, source.name, text)
         if direction is Direction.CLIENT_TO_SERVER and self.options.answer_invalid:
             await self._send(source, _error(request_id, code, text))
@@ -307,10 +303,3 @@ class Relay:
 
 def _error(request_id: RequestId | None, code: int, message: str, data: Any = None) -> JSONRPCError:
     return errors.error_response(request_id, code, message, data)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        return _describe(exc.exceptions[0])
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -32,6 +32,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from guardian import errors
 from guardian.config import UpstreamConfig
+from guardian.errors import describe
 from guardian.relay import ReadStream, WriteStream
 from guardian.transports.codec import decode_message
 
@@ -114,7 +115,7 @@ class _Upstream:
             with scope:
                 await self._post(message, headers)
         except Exception as exc:
-            cause = f"cannot reach {self.url}: {_reason(exc)}"
+            cause = f"cannot reach {self.url}: {describe(exc)}"
         finally:
             unanswered = self._posts.pop(message.id, None) is not None
         if unanswered and not scope.cancel_called:
@@ -189,7 +190,7 @@ class _Upstream:
                     return  # 405: this server offers no standalone stream
                 await self._read_events(response, None)
         except (httpx2.HTTPError, httpx2.StreamError) as exc:
-            logger.info("standalone stream from %s ended: %s", self.url, _reason(exc))
+            logger.info("standalone stream from %s ended: %s", self.url, describe(exc))
 
     async def terminate(self) -> None:
         if self.session_id is None:
@@ -233,9 +234,6 @@ async def _http_error(response: httpx2.Response, request_id: RequestId) -> Sessi
         text = f"upstream answered HTTP {response.status_code}"
     return SessionMessage(errors.error_response(request_id, errors.UPSTREAM_UNAVAILABLE, text))
 
-
-def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 @asynccontextmanager

@@ -23,7 +23,7 @@ from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import PROTOCOL_VERSION_META_KEY, JSONRPCMessage, JSONRPCRequest
 
 from guardian.config import UpstreamConfig
-from guardian.errors import UpstreamStartError
+from guardian.errors import UpstreamStartError, describe
 from guardian.relay import ReadStream, WriteStream
 from guardian.transports.http_client import http_upstream
 from guardian.transports.stdio_client import stdio_upstream
@@ -54,7 +54,7 @@ async def open_upstream(
             )
             streams = await transport.__aenter__()
         except Exception as exc:
-            raise UpstreamStartError(f"cannot connect to {config.url}: {_reason(exc)}") from exc
+            raise UpstreamStartError(f"cannot connect to {config.url}: {describe(exc)}") from exc
         try:
             yield streams
         finally:
@@ -63,11 +63,6 @@ async def open_upstream(
     async with http_upstream(config) as streams:
         yield streams
 
-
-def _reason(exc: BaseException) -> str:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return str(exc) or type(exc).__name__
 
 
 def http_headers(
