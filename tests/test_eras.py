@@ -431,3 +431,25 @@ async def test_denied_tool_is_hidden_and_blocked(path: str, mode: ConnectMode, s
         assert guardian["request_id"], guardian
         # Everything else still flows.
         assert (await client.call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3.0}
+
+
+async def test_modern_listen_outlives_the_request_timeout() -> None:
+    """A subscription stream is quiet by design: `server.request_timeout` must not end it."""
+    problem: str | None = None
+    event: object = None
+    config = {"server": {"request_timeout": 1}}
+    async with gateway_http(upstream=demo_server_stdio_argv(), config=config) as gateway, AsyncExitStack() as stack:
+        client = await stack.enter_async_context(open_client(gateway.url, mode=MODERN))
+        with anyio.move_on_after(LISTEN_TIMEOUT) as waiting:
+            subscription = await stack.enter_async_context(client.listen(tools_list_changed=True))
+        if waiting.cancelled_caught:
+            problem = "subscriptions/listen was not acknowledged"
+        else:
+            await anyio.sleep(2.5)  # the point of the test: let more than request_timeout pass
+            added = text_of(await client.call_tool("add_tool", {}))
+            with anyio.move_on_after(LISTEN_TIMEOUT) as waiting:
+                event = await subscription.__anext__()
+            if waiting.cancelled_caught:
+                problem = f"the listen stream did not deliver the change ({added}) after a quiet spell"
+    assert problem is None, problem
+    assert type(event).__name__ == "ToolsListChanged"

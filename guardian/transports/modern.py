@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -41,7 +42,7 @@ from guardian.decision import Action
 from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
 from guardian.transports.codec import decode_message, encode_message, sse_frame
-from guardian.transports.http_session import cancel_on_disconnect
+from guardian.transports.http_session import PING_INTERVAL, cancel_on_disconnect
 from guardian.transports.upstream import http_headers
 from guardian.transports.upstream_pool import SharedUpstream, UpstreamPool
 
@@ -145,9 +146,17 @@ class ModernExchange:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(cancel_on_disconnect, receive, tg.cancel_scope)
                 async with self._pool.exchange(outbound, headers) as replies:
+                    # A subscription stream is meant to stay open and quiet; anything else must be answered in time.
+                    deadline = math.inf if message.method == "subscriptions/listen" else anyio.current_time() + timeout
                     while True:
-                        with anyio.fail_after(timeout):
+                        with anyio.move_on_after(min(PING_INTERVAL, deadline - anyio.current_time())) as quiet:
                             received = await replies.receive()
+                        if quiet.cancelled_caught:
+                            if anyio.current_time() >= deadline:
+                                raise TimeoutError
+                            if streaming:
+                                await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+                            continue
                         reply = await self._inspect_reply(session, received, message)
                         if reply is None:
                             continue
