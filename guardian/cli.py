@@ -1,4 +1,4 @@
-"""`guardian wrap | serve | connect | check-config`.
+"""`guardian wrap | serve | connect | check-config | audit verify`.
 
 Everything the CLI does is also reachable through `guardian.Guardian`; this module
 only turns flags into config overrides, sets up logging, and runs the right loop.
@@ -19,6 +19,7 @@ from guardian import __version__
 from guardian.config import Config, read_file, validate
 from guardian.errors import ConfigError
 from guardian.gateway import Guardian
+from guardian.observability.audit import AuditLogError, verify
 
 logger = logging.getLogger("guardian")
 
@@ -79,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", help="validate a config file", description="Validate a config file; exit 0 if valid."
     )
     check.add_argument("file")
+
+    audit = commands.add_parser(
+        "audit", help="work with audit logs", description="Work with hash-chained audit logs."
+    )
+    audit_commands = audit.add_subparsers(dest="audit_action", metavar="SUBCOMMAND", required=True)
+    audit_verify = audit_commands.add_parser(
+        "verify",
+        help="check an audit log's hash chain",
+        description="Check an audit log's hash chain: exit 0 if intact, 1 naming the first bad line, "
+        "2 if the file cannot be read.",
+    )
+    audit_verify.add_argument("file")
     return parser
 
 
@@ -86,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.action == "check-config":
         return check_config(args.file)
+    if args.action == "audit":
+        return audit_verify(args.file)
     try:
         config = Config.load(args.config, overrides=_overrides(args))
         if config.upstream is None:
@@ -95,7 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"guardian: {problem}", file=sys.stderr)
         return 2
     _setup_logging(config.monitoring.log_level)
-    guardian = Guardian(config)
+    try:
+        guardian = Guardian(config)
+    except AuditLogError as exc:
+        print(f"guardian: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.action == "serve":
             return _serve(guardian)
@@ -159,6 +178,19 @@ def check_config(path: str) -> int:
             print(problem, file=sys.stderr)
         return 1
     print(f"{path}: OK")
+    return 0
+
+
+def audit_verify(path: str) -> int:
+    try:
+        result = verify(path)
+    except OSError as exc:
+        print(f"guardian: {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if not result.ok:
+        print(f"{path}: {result.problem}")
+        return 1
+    print(f"{path}: OK, {result.records} records")
     return 0
 
 

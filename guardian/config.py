@@ -74,6 +74,7 @@ class InspectorConfig:
     monitor: bool = False
     timeout: float | None = None
     fail_closed: bool | None = None
+    action: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

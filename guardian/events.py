@@ -14,6 +14,7 @@ from typing import Any
 from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
 
 from guardian.content import TextItem, extract
+from guardian.normalize import normalize
 
 
 class Direction(StrEnum):
@@ -65,6 +66,7 @@ class Event:
     size: int | None = None
     """Wire size in bytes, when the transport knows it."""
     _texts: list[TextItem] | None = field(default=None, repr=False)
+    _normalized: list[TextItem] | None = field(default=None, repr=False)
 
     @property
     def kind(self) -> Kind:
@@ -108,3 +110,13 @@ class Event:
         if self._texts is None:
             self._texts = extract(self.message)
         return self._texts
+
+    def normalized_texts(self) -> list[TextItem]:
+        """`texts()` as a reader understands them (see `guardian.normalize`), computed once.
+
+        Content detectors match on these so zero-width splits, tag smuggling and
+        look-alike letters do not hide a pattern; paths stay those of the originals.
+        """
+        if self._normalized is None:
+            self._normalized = [TextItem(item.path, normalize(item.text)) for item in self.texts()]
+        return self._normalized

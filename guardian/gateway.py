@@ -25,6 +25,7 @@ from guardian.decision import Decision
 from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
 from guardian.inspector import Inspector
+from guardian.inspectors.hidden_characters import HiddenCharacterPolicy, HiddenCharactersInspector
 from guardian.inspectors.limits import LimitsInspector
 from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
@@ -57,6 +58,9 @@ class Guardian:
         self.add_inspector(LimitsInspector(security.limits))
         if security.tools_allow or security.tools_deny:
             self.add_inspector(ToolAccessInspector(security.tools_allow, security.tools_deny))
+        hidden = security.inspectors.get(HiddenCharactersInspector.name)
+        policy = HiddenCharacterPolicy.for_profile(config.profile, hidden.action if hidden else None)
+        self.add_inspector(HiddenCharactersInspector(policy))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Guardian:

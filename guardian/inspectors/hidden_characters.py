@@ -1,0 +1,95 @@
+"""Hidden characters: text that reads differently to a model than to the person checking it.
+
+Runs on every string of every message, descriptions and schemas included. Strippable
+kinds (zero-width, bidi controls, terminal escapes, control characters, tag characters)
+are removed in place (REDACT) or the message is blocked, per profile; ASCII smuggled in
+tag characters is an attack rather than formatting, so from `standard` up it blocks.
+Words mixing Latin with Cyrillic or Greek letters cannot be "stripped" without changing
+the word; they warn, and block in `enterprise`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from guardian.decision import Action, Finding
+from guardian.events import Event
+from guardian.normalize import HOMOGLYPH, TAG, hidden_spans, mixed_script_words
+
+_DESCRIPTIONS = {
+    TAG: "Unicode tag characters (hidden ASCII)",
+    "invisible_characters": "zero-width or invisible characters",
+    "bidi_control": "bidirectional text controls",
+    "terminal_escape": "terminal escape sequence",
+    "control_characters": "control characters",
+    "variation_selector_run": "variation selectors (hidden data)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HiddenCharacterPolicy:
+    """What each kind of finding does."""
+
+    strip: Action = Action.REDACT
+    tags: Action = Action.BLOCK
+    homoglyphs: Action = Action.WARN
+
+    @classmethod
+    def for_profile(cls, profile: str, override: str | None = None) -> HiddenCharacterPolicy:
+        if override == "block" or (override is None and profile == "enterprise"):
+            return cls(Action.BLOCK, Action.BLOCK, Action.BLOCK)
+        if override == "warn":
+            return cls(Action.WARN, Action.WARN, Action.WARN)
+        if override == "redact" or profile == "basic":
+            return cls(Action.REDACT, Action.REDACT, Action.WARN)
+        return cls()
+
+
+class HiddenCharactersInspector:
+    name = "hidden_characters"
+
+    def __init__(self, policy: HiddenCharacterPolicy | None = None) -> None:
+        self.policy = policy or HiddenCharacterPolicy()
+
+    def request(self, event: Event) -> list[Finding]:
+        return self._check(event)
+
+    def response(self, event: Event) -> list[Finding]:
+        return self._check(event)
+
+    def notification(self, event: Event) -> list[Finding]:
+        return self._check(event)
+
+    def _check(self, event: Event) -> list[Finding]:
+        findings: list[Finding] = []
+        policy = self.policy
+        for item in event.texts():
+            text = item.text
+            for span in hidden_spans(text):
+                action = policy.tags if span.kind == TAG else policy.strip
+                first = ord(text[span.start])
+                findings.append(
+                    Finding(
+                        self.name,
+                        span.kind,
+                        _DESCRIPTIONS.get(span.kind, span.kind),
+                        action=action,
+                        path=item.path,
+                        span=(span.start, span.end),
+                        replacement="",
+                        excerpt=f"{span.length} char(s) from U+{first:04X}",
+                    )
+                )
+            for start, end in mixed_script_words(text):
+                findings.append(
+                    Finding(
+                        self.name,
+                        HOMOGLYPH,
+                        "a word mixes Latin with Cyrillic or Greek look-alike letters",
+                        action=policy.homoglyphs,
+                        path=item.path,
+                        span=(start, end),
+                        excerpt=f"{end - start}-letter word",
+                    )
+                )
+        return findings
