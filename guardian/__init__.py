@@ -21,6 +21,7 @@ __all__ = [
     "Decision",
     "Direction",
     "Event",
+    "EveryMessage",
     "Finding",
     "Guardian",
     "Inspector",

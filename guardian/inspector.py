@@ -40,3 +40,21 @@ class Inspector(Protocol):
     """Anything with a `name`; hooks are optional methods named in `HOOK_NAMES`."""
 
     name: str
+
+
+class EveryMessage:
+    """Base for inspectors that check every kind of message the same way: implement `check`."""
+
+    name: str
+
+    def check(self, event: Event) -> list[Finding]:
+        raise NotImplementedError
+
+    def request(self, event: Event) -> list[Finding]:
+        return self.check(event)
+
+    def response(self, event: Event) -> list[Finding]:
+        return self.check(event)
+
+    def notification(self, event: Event) -> list[Finding]:
+        return self.check(event)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from guardian.decision import Action, Finding
 from guardian.events import Event
+from guardian.inspector import EveryMessage
 from guardian.normalize import HOMOGLYPH, TAG, hidden_spans, mixed_script_words
 
 _DESCRIPTIONS = {
@@ -45,22 +46,13 @@ class HiddenCharacterPolicy:
         return cls()
 
 
-class HiddenCharactersInspector:
+class HiddenCharactersInspector(EveryMessage):
     name = "hidden_characters"
 
     def __init__(self, policy: HiddenCharacterPolicy | None = None) -> None:
         self.policy = policy or HiddenCharacterPolicy()
 
-    def request(self, event: Event) -> list[Finding]:
-        return self._check(event)
-
-    def response(self, event: Event) -> list[Finding]:
-        return self._check(event)
-
-    def notification(self, event: Event) -> list[Finding]:
-        return self._check(event)
-
-    def _check(self, event: Event) -> list[Finding]:
+    def check(self, event: Event) -> list[Finding]:
         findings: list[Finding] = []
         policy = self.policy
         for item in event.texts():

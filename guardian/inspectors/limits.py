@@ -14,6 +14,7 @@ from typing import Any
 from guardian.content import payload_root
 from guardian.decision import Action, Finding
 from guardian.events import Event
+from guardian.inspector import EveryMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class Limits:
     max_string_length: int = 1024 * 1024
 
 
-class LimitsInspector:
+class LimitsInspector(EveryMessage):
     """Blocks messages that exceed the configured limits, in both directions."""
 
     name = "limits"
@@ -31,16 +32,7 @@ class LimitsInspector:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
 
-    def request(self, event: Event) -> list[Finding]:
-        return self._check(event)
-
-    def response(self, event: Event) -> list[Finding]:
-        return self._check(event)
-
-    def notification(self, event: Event) -> list[Finding]:
-        return self._check(event)
-
-    def _check(self, event: Event) -> list[Finding]:
+    def check(self, event: Event) -> list[Finding]:
         root = payload_root(event.message)
         if root is None:
             return []
