@@ -11,7 +11,7 @@ from guardian.decision import Action, Decision, Finding
 from guardian.errors import ConfigError
 from guardian.events import Direction, Event, Kind, SessionInfo
 from guardian.gateway import Guardian
-from guardian.inspector import Inspector
+from guardian.inspector import EveryMessage, Inspector
 from guardian.pipeline import InspectorSettings
 
 __all__ = [
