@@ -287,6 +287,8 @@ class Relay:
             expired = [rid for rid, f in self._client.pending.items() if f.deadline <= now]
             for request_id in expired:
                 in_flight = self._client.pending.pop(request_id)
+                if len(self._expired) > 4096:  # answers that never came: forget the oldest wholesale
+                    self._expired.clear()
                 self._expired.add(request_id)
                 reason = f"{self._server.name} did not answer {in_flight.request.method} within " \
                          f"{self.options.request_timeout:g}s"
