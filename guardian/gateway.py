@@ -27,6 +27,7 @@ from guardian.events import Direction, Event, SessionInfo
 from guardian.inspector import Inspector
 from guardian.inspectors.hidden_characters import HiddenCharacterPolicy, HiddenCharactersInspector
 from guardian.inspectors.limits import LimitsInspector
+from guardian.inspectors.secrets import SecretsInspector, SecretsPolicy
 from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
 from guardian.pipeline import InspectorSettings, Pipeline
@@ -61,6 +62,9 @@ class Guardian:
         hidden = security.inspectors.get(HiddenCharactersInspector.name)
         policy = HiddenCharacterPolicy.for_profile(config.profile, hidden.action if hidden else None)
         self.add_inspector(HiddenCharactersInspector(policy))
+        secrets = security.inspectors.get(SecretsInspector.name)
+        secrets_policy = SecretsPolicy.for_profile(config.profile, secrets.action if secrets else None)
+        self.add_inspector(SecretsInspector(secrets_policy))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Guardian:
