@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 NODE_DIR := tests/node
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench eval clean
 
 install: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
 
@@ -34,6 +34,10 @@ lint: $(VENV)/.installed
 
 bench: install
 	$(PY) bench/relay_latency.py
+
+# Detector accuracy on the labelled corpora in ../shared/corpus (precision/recall on the untuned split).
+eval: install
+	$(PY) bench/eval_secrets.py
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
