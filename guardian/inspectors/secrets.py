@@ -29,6 +29,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import ahocorasick
+
 from guardian.decision import Action, Finding
 from guardian.events import Direction, Event
 from guardian.inspector import EveryMessage
@@ -435,12 +437,29 @@ def _slug(secret_type: str) -> str:
 _VALUE_RULES = frozenset({"password", "api_key"})
 
 
+def _keyword_automaton() -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for keyword in {k for rule in RULES for k in rule.keywords}:
+        automaton.add_word(keyword, keyword)
+    automaton.make_automaton()
+    return automaton
+
+
+_KEYWORDS = _keyword_automaton()
+
+
+def _keywords_in(lowered: str) -> set[str]:
+    """Every rule keyword occurring in `lowered`, found in one pass (Aho-Corasick) instead of
+    one substring scan per keyword (about 120 of them: 8x slower on a 4 KB result)."""
+    return {keyword for _, keyword in _KEYWORDS.iter(lowered)}
+
+
 def find_secrets(text: str, *, second_opinion: bool = True) -> list[tuple[str, int, int]]:
     """(kind, start, end) of every secret in `text`, non-overlapping, in order."""
-    lowered = text.lower()
+    present = _keywords_in(text.lower())
     found: list[tuple[str, int, int]] = []
     for rule in RULES:
-        if not any(k in lowered for k in rule.keywords):
+        if present.isdisjoint(rule.keywords):
             continue
         for match in rule.pattern.finditer(text):
             start, end = match.span(rule.group)
