@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from mcp_types import JSONRPCMessage
+from mcp_types import JSONRPCError, JSONRPCMessage, RequestId
 
+from guardian import errors
 from guardian.content import Patch, Path, format_path
 
 
@@ -91,6 +92,11 @@ class Decision:
             if finding.action >= Action.REDACT and not finding.monitor:
                 seen.setdefault(finding.reason, None)
         return list(seen)
+
+    def block_error(self, request_id: RequestId, message: str = "blocked by gateway policy") -> JSONRPCError:
+        """The JSON-RPC error that stands in for a blocked message: stable code, reasons, audit id."""
+        data = {"guardian": {"decision": "block", "reasons": self.reasons, "request_id": self.event_id}}
+        return errors.error_response(request_id, errors.BLOCKED, message, data)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ import anyio
 
 from guardian.content import apply_patches
 from guardian.decision import ALLOW, Action, Decision, Finding
-from guardian.events import Event, Kind
+from guardian.events import Event
 from guardian.inspector import HOOK_NAMES, HookResult, Inspector
 
 logger = logging.getLogger("guardian.pipeline")
@@ -75,7 +75,7 @@ class Pipeline:
             (self._async if is_async else self._sync)[hook_name].append(entry)
 
     async def run(self, event: Event) -> Decision:
-        hook_name = HOOK_NAMES[event.kind] if event.kind is not Kind.ERROR else "response"
+        hook_name = HOOK_NAMES[event.kind]
         findings: list[Finding] = []
         for entry in self._sync[hook_name]:
             findings.extend(self._call_sync(entry, event))

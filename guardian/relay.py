@@ -141,7 +141,7 @@ class Relay:
         pending, self._client.pending = self._client.pending, {}
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             for request_id in pending:
-                await self._send(self._client, _error(request_id, errors.UPSTREAM_UNAVAILABLE, cause))
+                await self._send(self._client, errors.error_response(request_id, errors.UPSTREAM_UNAVAILABLE, cause))
 
     async def _pump(self, source: _Side, dest: _Side, direction: Direction) -> None:
         try:
@@ -171,7 +171,7 @@ class Relay:
             and len(source.pending) >= self.options.max_in_flight
         ):
             reason = f"more than {self.options.max_in_flight} requests in flight"
-            await self._send(source, _error(message.id, errors.GATEWAY_OVERLOADED, reason))
+            await self._send(source, errors.error_response(message.id, errors.GATEWAY_OVERLOADED, reason))
             return
         event = Event(self.session, direction, message, request=answered)
         decision = await self.pipeline.run(event)
@@ -192,14 +192,11 @@ class Relay:
 
     async def _block(self, event: Event, decision: Decision, source: _Side, dest: _Side) -> None:
         message = event.message
-        data = {
-            "guardian": {"decision": "block", "reasons": decision.reasons, "request_id": decision.event_id}
-        }
         if isinstance(message, JSONRPCRequest):
-            await self._send(source, _error(message.id, errors.BLOCKED, "blocked by gateway policy", data))
+            await self._send(source, decision.block_error(message.id))
         elif isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
             # The requester gets an error in place of the answer; the responder is done either way.
-            await self._send(dest, _error(message.id, errors.BLOCKED, "response blocked by gateway policy", data))
+            await self._send(dest, decision.block_error(message.id, "response blocked by gateway policy"))
         else:
             logger.info("session %s: dropped %s notification (event %s)", self.session.session_id,
                         event.method, decision.event_id)
@@ -215,11 +212,11 @@ class Relay:
             code, request_id, text = errors.INVALID_REQUEST, None, errors.describe(exc)
         logger.warning("session %s: invalid message from %s: %s", self.session.session_id, source.name, text)
         if direction is Direction.CLIENT_TO_SERVER and self.options.answer_invalid:
-            await self._send(source, _error(request_id, code, text))
+            await self._send(source, errors.error_response(request_id, code, text))
         elif direction is Direction.SERVER_TO_CLIENT and request_id in self._client.pending:
             # An answer we could not pass on (too large): its requester hears so now, not at the timeout.
             self._client.pending.pop(request_id)
-            await self._send(self._client, _error(request_id, code, f"upstream answer refused: {text}"))
+            await self._send(self._client, errors.error_response(request_id, code, f"upstream answer refused: {text}"))
 
     def _track_progress(self, request: JSONRPCRequest) -> None:
         meta = (request.params or {}).get("_meta")
@@ -292,7 +289,7 @@ class Relay:
                 self._expired.add(request_id)
                 reason = f"{self._server.name} did not answer {in_flight.request.method} within " \
                          f"{self.options.request_timeout:g}s"
-                await self._send(self._client, _error(request_id, errors.UPSTREAM_TIMEOUT, reason))
+                await self._send(self._client, errors.error_response(request_id, errors.UPSTREAM_TIMEOUT, reason))
                 if in_flight.request.method == "initialize":
                     continue  # the spec forbids cancelling initialize
                 cancel = JSONRPCNotification(
@@ -301,7 +298,3 @@ class Relay:
                     params={"requestId": request_id, "reason": "gateway request timeout"},
                 )
                 await self._send(self._server, cancel)
-
-
-def _error(request_id: RequestId | None, code: int, message: str, data: Any = None) -> JSONRPCError:
-    return errors.error_response(request_id, code, message, data)

@@ -3,6 +3,7 @@ profile decides between stripping and blocking, end to end through the gateway."
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import pytest
@@ -93,7 +94,7 @@ def test_every_attack_form_is_found(name: str, text: str, kind: str) -> None:
 def test_ordinary_text_in_any_script_is_left_alone(text: str) -> None:
     assert hidden_spans(text) == []
     assert mixed_script_words(text) == []
-    assert normalize(text) == __import__("unicodedata").normalize("NFKC", text)
+    assert normalize(text) == unicodedata.normalize("NFKC", text)
 
 
 def test_normalize_shows_detectors_what_the_model_reads() -> None:

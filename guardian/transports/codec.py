@@ -16,6 +16,9 @@ from pydantic import ValidationError
 
 from guardian import errors
 
+DECODED_KEY = "guardian.decoded"
+"""ASGI scope key where the body check leaves the decoded message, so handlers do not parse it again."""
+
 
 def encode_message(message: JSONRPCMessage) -> bytes:
     """One message as compact JSON bytes (no newline)."""

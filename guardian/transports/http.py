@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardian import errors
-from guardian.transports.codec import decode_message
+from guardian.transports.codec import DECODED_KEY, decode_message
 from guardian.transports.http_session import HttpSession
 
 if TYPE_CHECKING:
@@ -39,8 +39,6 @@ logger = logging.getLogger("guardian.http")
 
 _SESSION_HEADER = MCP_SESSION_ID_HEADER.lower().encode("latin-1")
 _VERSION_HEADER = MCP_PROTOCOL_VERSION_HEADER.encode("latin-1")
-
-DECODED_KEY = "guardian.decoded"
 
 ModernHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 

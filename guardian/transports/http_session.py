@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from guardian import errors
-from guardian.transports.codec import decode_message, encode_message, sse_frame
+from guardian.transports.codec import DECODED_KEY, decode_message, encode_message, sse_frame
 
 logger = logging.getLogger("guardian.http")
 
@@ -145,7 +145,7 @@ class HttpSession:
         if "application/json" not in accept and "*/*" not in accept:
             await _error(send, 406, errors.INVALID_REQUEST, "client must accept application/json")
             return
-        decoded = scope.get("guardian.decoded") or decode_message(await request.body())  # set by BodyLimit
+        decoded = scope.get(DECODED_KEY) or decode_message(await request.body())
         if isinstance(decoded, errors.InvalidMessage):
             await _error(send, 400, decoded.code, str(decoded), decoded.request_id)
             return

@@ -41,7 +41,7 @@ from guardian import errors
 from guardian.decision import Action
 from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
-from guardian.transports.codec import decode_message, encode_message, sse_frame
+from guardian.transports.codec import DECODED_KEY, decode_message, encode_message, sse_frame
 from guardian.transports.http_session import PING_INTERVAL, cancel_on_disconnect
 from guardian.transports.upstream import http_headers
 from guardian.transports.upstream_pool import SharedUpstream, UpstreamPool
@@ -91,7 +91,7 @@ class ModernExchange:
         if request.method != "POST":
             await Response(status_code=405, headers={"Allow": "POST"})(scope, receive, send)
             return
-        decoded = decode_message(await request.body())
+        decoded = scope.get(DECODED_KEY) or decode_message(await request.body())
         if isinstance(decoded, errors.InvalidMessage):
             invalid = errors.error_response(decoded.request_id, decoded.code, str(decoded))
             await _json_response(invalid, 400)(scope, receive, send)
@@ -132,9 +132,7 @@ class ModernExchange:
         if decision.action is not Action.ALLOW:
             guardian.audit.record(event, decision)
         if decision.action is Action.BLOCK:
-            data = {"guardian": {"decision": "block", "reasons": decision.reasons, "request_id": decision.event_id}}
-            blocked = errors.error_response(message.id, errors.BLOCKED, "blocked by gateway policy", data)
-            await _json_response(blocked)(scope, receive, send)
+            await _json_response(decision.block_error(message.id))(scope, receive, send)
             return
         outbound = decision.patched if isinstance(decision.patched, JSONRPCRequest) else message
         assert self._pool is not None
@@ -198,8 +196,7 @@ class ModernExchange:
         if decision.action is Action.BLOCK:
             if not answers:
                 return None
-            data = {"guardian": {"decision": "block", "reasons": decision.reasons, "request_id": decision.event_id}}
-            return errors.error_response(request.id, errors.BLOCKED, "response blocked by gateway policy", data)
+            return decision.block_error(request.id, "response blocked by gateway policy")
         return decision.patched or reply
 
 
