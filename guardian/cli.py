@@ -18,7 +18,7 @@ import anyio
 from guardian import __version__
 from guardian.config import Config, read_file, validate
 from guardian.errors import ConfigError
-from guardian.gateway import Guardian
+from guardian.gateway import Guardian, content_inspectors
 from guardian.observability.audit import AuditLogError, verify
 
 logger = logging.getLogger("guardian")
@@ -30,7 +30,9 @@ EPILOG_WRAP = """example (Claude Desktop / IDE `mcpServers` entry):
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE", help="JSON or YAML config (default: $MCP_GUARDIAN_CONFIG)")
-    parser.add_argument("--profile", choices=["basic", "standard", "enterprise"], help="security profile")
+    parser.add_argument(
+        "--profile", metavar="NAME|FILE", help="security profile: basic, standard (default), enterprise, or a YAML file"
+    )
     parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
 
 
@@ -168,7 +170,11 @@ def check_config(path: str) -> int:
         data = read_file(path)
         problems = validate(data)
         if not problems:
-            Config.from_dict(data, path)
+            config = Config.from_dict(data, path)
+            try:
+                content_inspectors(config)
+            except ConfigError as exc:
+                raise ConfigError([f"{path}: {p}" for p in exc.problems]) from None
     except ConfigError as exc:
         problems = exc.problems
     else:

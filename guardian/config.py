@@ -22,13 +22,13 @@ import yaml
 
 from guardian.errors import ConfigError
 from guardian.inspectors.limits import Limits
+from guardian.profiles import GENERIC_KEYS, load_profile
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.json"
 CONFIG_ENV = "MCP_GUARDIAN_CONFIG"
 LOG_LEVEL_ENV = "MCP_GUARDIAN_LOG_LEVEL"
 
 UpstreamTransport = Literal["stdio", "streamable-http", "sse"]
-Profile = Literal["basic", "standard", "enterprise"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +70,27 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class InspectorConfig:
+    """One inspector's settings: the profile's block with the config's merged over it.
+
+    The generic keys are the pipeline's business; `options` (everything else, `action`
+    included) goes to the inspector's `from_options`.
+    """
+
     enabled: bool = True
     monitor: bool = False
     timeout: float | None = None
     fail_closed: bool | None = None
-    action: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_block(cls, block: Mapping[str, Any]) -> InspectorConfig:
+        return cls(
+            enabled=bool(block.get("enabled", True)),
+            monitor=bool(block.get("monitor", False)),
+            timeout=block.get("timeout"),
+            fail_closed=block.get("fail_closed"),
+            options={k: v for k, v in block.items() if k not in GENERIC_KEYS},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,19 +100,23 @@ class SecurityConfig:
     limits: Limits = field(default_factory=Limits)
     tools_allow: tuple[str, ...] = ()
     tools_deny: tuple[str, ...] = ()
-    inspectors: Mapping[str, InspectorConfig] = field(default_factory=dict)
+    inspectors: Mapping[str, InspectorConfig] = field(default_factory=lambda: resolve_inspectors("standard", {}))
+    """Every inspector the profile or the config names, profile block and config block merged."""
 
 
 @dataclass(frozen=True, slots=True)
 class MonitoringConfig:
     log_level: str = "INFO"
     audit_log: str | None = None
+    audit_all_messages: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     upstream: UpstreamConfig | None = None
-    profile: Profile = "standard"
+    profile: str = "standard"
+    """The profile's name (a shipped one, or a file's `name`); its blocks are already merged
+    into `security.inspectors`."""
     proxy_mode: str | None = None
     server: ServerConfig = field(default_factory=ServerConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -260,17 +280,27 @@ def parse_upstream(value: str | Mapping[str, Any], transport: str | None = None)
     )
 
 
+def resolve_inspectors(profile: str, blocks: Mapping[str, Mapping[str, Any]]) -> dict[str, InspectorConfig]:
+    """The profile's inspector blocks with the config's `blocks` merged over them."""
+    loaded = load_profile(profile)
+    return {
+        name: InspectorConfig.from_block(loaded.block(name, blocks.get(name)))
+        for name in {**loaded.inspectors, **blocks}
+    }
+
+
 def _build(data: Mapping[str, Any], source: str) -> Config:
     server = data.get("server", {})
     security = data.get("security", {})
     monitoring = data.get("monitoring", {})
-    profile = data.get("security_profile", "standard")
-    fail_closed = security.get("fail_closed", profile != "basic")
+    profile = load_profile(data.get("security_profile", "standard"))
+    fail_closed = security.get("fail_closed", profile.fail_closed)
+    inspectors = resolve_inspectors(profile.source, security.get("inspectors", {}))
     upstream = data.get("upstream_mcp_server")
     tools = security.get("tools", {})
     return Config(
         upstream=parse_upstream(upstream) if upstream is not None else None,
-        profile=profile,
+        profile=profile.name,
         proxy_mode=data.get("proxy_mode"),
         server=ServerConfig(
             **{k: v for k, v in server.items() if k not in ("allowed_hosts", "allowed_origins")},
@@ -283,11 +313,12 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
             limits=Limits(**security.get("limits", {})),
             tools_allow=tuple(tools.get("allow", ())),
             tools_deny=tuple(tools.get("deny", ())),
-            inspectors={k: InspectorConfig(**v) for k, v in security.get("inspectors", {}).items()},
+            inspectors=inspectors,
         ),
         monitoring=MonitoringConfig(
             log_level=str(monitoring.get("log_level", "INFO")).upper(),
             audit_log=monitoring.get("audit_log"),
+            audit_all_messages=bool(monitoring.get("audit_all_messages", False)),
         ),
         source=source,
     )

@@ -84,6 +84,8 @@ class Decision:
     """For REDACT: the message to forward instead of the original."""
     event_id: str | None = None
     """Correlates the client-visible error with the audit record."""
+    latencies: dict[str, float] | None = None
+    """Seconds each inspector took on this message (for the audit record)."""
 
     @property
     def reasons(self) -> list[str]:
@@ -99,11 +101,14 @@ class Decision:
         return errors.error_response(request_id, errors.BLOCKED, message, data)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "decision": str(self.action),
             "findings": [f.to_dict() for f in self.findings],
             "event_id": self.event_id,
         }
+        if self.latencies:
+            record["latency_ms"] = {name: round(s * 1000, 3) for name, s in self.latencies.items()}
+        return record
 
 
 ALLOW = Decision()

@@ -22,6 +22,41 @@ class Direction(StrEnum):
     SERVER_TO_CLIENT = "server_to_client"
 
 
+class Surface(StrEnum):
+    """Where in MCP traffic a text sits; detectors and profiles choose per surface.
+
+    Injection matters most where untrusted content reaches the model (tool results,
+    resources, prompts, sampling, descriptions); argument checks matter in tool calls.
+    """
+
+    TOOL_ARGUMENTS = "tool_arguments"
+    TOOL_RESULT = "tool_result"
+    RESOURCE = "resource"
+    PROMPT = "prompt"
+    PROMPT_ARGUMENTS = "prompt_arguments"
+    SAMPLING = "sampling"
+    ELICITATION = "elicitation"
+    DESCRIPTIONS = "descriptions"
+    COMPLETION = "completion"
+    OTHER = "other"
+
+
+# Method -> surface of its request (params) and of its result.
+_SURFACES: dict[str, tuple[Surface, Surface]] = {
+    "tools/call": (Surface.TOOL_ARGUMENTS, Surface.TOOL_RESULT),
+    "resources/read": (Surface.OTHER, Surface.RESOURCE),
+    "prompts/get": (Surface.PROMPT_ARGUMENTS, Surface.PROMPT),
+    "sampling/createMessage": (Surface.SAMPLING, Surface.SAMPLING),
+    "elicitation/create": (Surface.ELICITATION, Surface.ELICITATION),
+    "tools/list": (Surface.OTHER, Surface.DESCRIPTIONS),
+    "prompts/list": (Surface.OTHER, Surface.DESCRIPTIONS),
+    "resources/list": (Surface.OTHER, Surface.DESCRIPTIONS),
+    "resources/templates/list": (Surface.OTHER, Surface.DESCRIPTIONS),
+    "initialize": (Surface.OTHER, Surface.DESCRIPTIONS),
+    "completion/complete": (Surface.COMPLETION, Surface.COMPLETION),
+}
+
+
 class Kind(StrEnum):
     REQUEST = "request"
     RESPONSE = "response"
@@ -78,6 +113,15 @@ class Event:
         if isinstance(self.message, JSONRPCRequest | JSONRPCNotification):
             return self.message.method
         return self.request.method if self.request is not None else None
+
+    @property
+    def surface(self) -> Surface:
+        """Which part of MCP this message's texts belong to (see `Surface`)."""
+        method = self.method
+        pair = _SURFACES.get(method) if method else None
+        if pair is None:
+            return Surface.OTHER
+        return pair[0] if isinstance(self.message, JSONRPCRequest | JSONRPCNotification) else pair[1]
 
     @property
     def id(self) -> Any:

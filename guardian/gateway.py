@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,15 @@ from mcp_types import JSONRPCMessage, JSONRPCRequest, jsonrpc_message_adapter
 from pydantic import BaseModel
 
 from guardian import errors
+from guardian.catalog import ToolCatalog
 from guardian.config import Config, UpstreamConfig
 from guardian.decision import Decision
 from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
 from guardian.inspector import Inspector
-from guardian.inspectors.hidden_characters import HiddenCharacterPolicy, HiddenCharactersInspector
+from guardian.inspectors.hidden_characters import HiddenCharactersInspector
 from guardian.inspectors.limits import LimitsInspector
-from guardian.inspectors.secrets import SecretsInspector, SecretsPolicy
+from guardian.inspectors.secrets import SecretsInspector
 from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
 from guardian.pipeline import InspectorSettings, Pipeline
@@ -53,25 +54,23 @@ class Guardian:
         elif not isinstance(config, Config):
             config = Config.from_dict(config)
         self.config = config
-        self.pipeline = Pipeline()
-        self.audit = AuditLog(config.monitoring.audit_log)
+        self.pipeline = Pipeline(timed=config.monitoring.audit_all_messages)
+        self.audit = AuditLog(config.monitoring.audit_log, all_messages=config.monitoring.audit_all_messages)
+        self.catalog = ToolCatalog()
         security = config.security
         self.add_inspector(LimitsInspector(security.limits))
         if security.tools_allow or security.tools_deny:
             self.add_inspector(ToolAccessInspector(security.tools_allow, security.tools_deny))
-        hidden = security.inspectors.get(HiddenCharactersInspector.name)
-        policy = HiddenCharacterPolicy.for_profile(config.profile, hidden.action if hidden else None)
-        self.add_inspector(HiddenCharactersInspector(policy))
-        secrets = security.inspectors.get(SecretsInspector.name)
-        secrets_policy = SecretsPolicy.for_profile(config.profile, secrets.action if secrets else None)
-        self.add_inspector(SecretsInspector(secrets_policy))
+        self.add_inspector(self.catalog)
+        for inspector in content_inspectors(config, self.catalog):
+            self.add_inspector(inspector)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Guardian:
         return cls(Config.load(path))
 
     def add_inspector(self, inspector: Inspector) -> None:
-        """Register an inspector, applying its per-name settings from config."""
+        """Register an inspector, applying its per-name settings from config (and the profile)."""
         security = self.config.security
         override = security.inspectors.get(inspector.name)
         if override is not None and not override.enabled:
@@ -101,7 +100,7 @@ class Guardian:
             raise TypeError("`request` must be a JSON-RPC request")
         event = Event(self._embedded_session, Direction(direction), parsed, request=answered)
         decision = await self.pipeline.run(event)
-        if decision.findings:
+        if self.audit.wants(decision):
             self.audit.record(event, decision)
         return decision
 
@@ -168,6 +167,31 @@ class Guardian:
 
         async with stdio_downstream(self.config.security.limits.max_message_bytes, fds) as streams:
             return await self.run_session(streams, "stdio", session_id="stdio")
+
+
+def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> list[Inspector]:
+    """The built-in detectors the profile (and config) enable, in the order they run.
+
+    Also the check behind `guardian check-config`: every bad option of every enabled
+    detector is reported in one `ConfigError`.
+    """
+    builders: dict[str, Callable[[Mapping[str, Any]], Inspector]] = {
+        HiddenCharactersInspector.name: HiddenCharactersInspector.from_options,
+        SecretsInspector.name: SecretsInspector.from_options,
+    }
+    built: list[Inspector] = []
+    problems: list[str] = []
+    for name, build in builders.items():
+        settings = config.security.inspectors.get(name)
+        if settings is None or not settings.enabled:
+            continue
+        try:
+            built.append(build(settings.options))
+        except errors.ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise errors.ConfigError(problems)
+    return built
 
 
 async def answer_unavailable(downstream: tuple[ReadStream, WriteStream], cause: str) -> None:

@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from time import perf_counter
 from typing import cast
 
 import anyio
@@ -49,7 +50,9 @@ class _Entry:
 class Pipeline:
     """Runs the inspectors that apply to an event and folds their findings into a decision."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, timed: bool = False) -> None:
+        self.timed = timed
+        """Give every decision, allows included, its per-inspector latencies (audit of every message)."""
         self._inspectors: list[tuple[Inspector, InspectorSettings]] = []
         self._sync: dict[str, list[_Entry]] = {name: [] for name in set(HOOK_NAMES.values())}
         self._async: dict[str, list[_Entry]] = {name: [] for name in set(HOOK_NAMES.values())}
@@ -77,17 +80,18 @@ class Pipeline:
     async def run(self, event: Event) -> Decision:
         hook_name = HOOK_NAMES[event.kind]
         findings: list[Finding] = []
+        latencies: dict[str, float] = {}
         for entry in self._sync[hook_name]:
-            findings.extend(self._call_sync(entry, event))
+            findings.extend(self._call_sync(entry, event, latencies))
         async_entries = self._async[hook_name]
         if async_entries and not _blocks(findings):
             if len(async_entries) == 1:
-                findings.extend(await self._call_async(async_entries[0], event))
+                findings.extend(await self._call_async(async_entries[0], event, latencies))
             else:
                 results: list[list[Finding]] = [[] for _ in async_entries]
 
                 async def run_one(index: int, entry: _Entry) -> None:
-                    results[index] = await self._call_async(entry, event)
+                    results[index] = await self._call_async(entry, event, latencies)
 
                 async with anyio.create_task_group() as tg:
                     for index, entry in enumerate(async_entries):
@@ -95,16 +99,22 @@ class Pipeline:
                 for result in results:
                     findings.extend(result)
         if not findings:
-            return ALLOW
-        return decide(event, findings)
+            return Decision(latencies=latencies) if self.timed else ALLOW
+        decision = decide(event, findings)
+        decision.latencies = latencies
+        return decision
 
-    def _call_sync(self, entry: _Entry, event: Event) -> list[Finding]:
+    def _call_sync(self, entry: _Entry, event: Event, latencies: dict[str, float]) -> list[Finding]:
+        started = perf_counter()
         try:
             return _settle(entry, cast(SyncHook, entry.hook)(event))
         except Exception as exc:
             return [_error_finding(entry, f"failed: {type(exc).__name__}", exc)]
+        finally:
+            latencies[entry.name] = perf_counter() - started
 
-    async def _call_async(self, entry: _Entry, event: Event) -> list[Finding]:
+    async def _call_async(self, entry: _Entry, event: Event, latencies: dict[str, float]) -> list[Finding]:
+        started = perf_counter()
         try:
             with anyio.fail_after(entry.settings.timeout):
                 return _settle(entry, await cast(AsyncHook, entry.hook)(event))
@@ -112,6 +122,8 @@ class Pipeline:
             return [_error_finding(entry, f"timed out after {entry.settings.timeout:g}s", exc)]
         except Exception as exc:
             return [_error_finding(entry, f"failed: {type(exc).__name__}", exc)]
+        finally:
+            latencies[entry.name] = perf_counter() - started
 
 
 def _settle(entry: _Entry, result: HookResult) -> list[Finding]:

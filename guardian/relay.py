@@ -175,9 +175,9 @@ class Relay:
             return
         event = Event(self.session, direction, message, request=answered)
         decision = await self.pipeline.run(event)
+        if self.audit is not None and self.audit.wants(decision):
+            self.audit.record(event, decision)
         if decision.action is not Action.ALLOW:
-            if self.audit is not None:
-                self.audit.record(event, decision)
             if decision.action is Action.BLOCK:
                 await self._block(event, decision, source, dest)
                 return

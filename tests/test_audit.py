@@ -228,3 +228,33 @@ async def test_gateway_writes_a_chain_that_verifies(tmp_path: Path) -> None:
     assert all(r["decision"] == "block" and r["target"] == "crash" for r in records)
     result = verify(path)
     assert result.ok and result.records == 4
+
+
+@pytest.mark.anyio
+async def test_every_message_option_records_allows_with_detector_latencies(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"x": "hi"}}}
+    quiet = Guardian({"monitoring": {"audit_log": str(tmp_path / "quiet.jsonl")}})
+    assert (await quiet.inspect(call)).action is Action.ALLOW
+    quiet.audit.close()
+    assert lines(tmp_path / "quiet.jsonl") == []  # by default an allow leaves no record
+
+    guardian = Guardian({"monitoring": {"audit_log": str(path), "audit_all_messages": True}})
+    assert (await guardian.inspect(call)).action is Action.ALLOW
+    guardian.audit.close()
+    (record,) = [json.loads(line) for line in lines(path)]
+    assert record["decision"] == "allow" and record["findings"] == [] and record["target"] == "echo"
+    latency = record["latency_ms"]
+    assert {"limits", "hidden_characters", "secrets"} <= set(latency)
+    assert all(isinstance(ms, float) and ms >= 0 for ms in latency.values())
+    assert verify(path).ok
+
+
+@pytest.mark.anyio
+async def test_non_allow_records_carry_detector_latencies(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    guardian = Guardian({"security": {"tools": {"deny": ["crash"]}}, "monitoring": {"audit_log": str(path)}})
+    await guardian.inspect({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "crash"}})
+    guardian.audit.close()
+    (record,) = [json.loads(line) for line in lines(path)]
+    assert record["decision"] == "block" and "tool_access" in record["latency_ms"]

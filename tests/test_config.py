@@ -209,7 +209,8 @@ def test_unknown_top_level_keys_one_line_each() -> None:
         ({"server": {"bogus": 1}}, "$.server.bogus: unknown key"),
         ({"security": {"limits": {"max_bytes": 1}}}, "$.security.limits.max_bytes: unknown key"),
         ({"security": {"tools": {"block": ["x"]}}}, "$.security.tools.block: unknown key"),
-        ({"security": {"inspectors": {"pii": {"enable": True}}}}, "$.security.inspectors.pii.enable: unknown key"),
+        ({"security": {"inspectors": {"pii": {"enabled": "yes"}}}},
+         "$.security.inspectors.pii.enabled: 'yes' is not of type 'boolean'"),
         ({"monitoring": {"level": "INFO"}}, "$.monitoring.level: unknown key"),
     ],
 )

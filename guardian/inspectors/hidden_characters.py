@@ -10,11 +10,14 @@ the word; they warn, and block in `enterprise`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from guardian.decision import Action, Finding
 from guardian.events import Event
 from guardian.inspector import EveryMessage
+from guardian.inspectors.options import Options
 from guardian.normalize import HOMOGLYPH, TAG, hidden_spans, mixed_script_words
 
 _DESCRIPTIONS = {
@@ -35,22 +38,25 @@ class HiddenCharacterPolicy:
     tags: Action = Action.BLOCK
     homoglyphs: Action = Action.WARN
 
-    @classmethod
-    def for_profile(cls, profile: str, override: str | None = None) -> HiddenCharacterPolicy:
-        if override == "block" or (override is None and profile == "enterprise"):
-            return cls(Action.BLOCK, Action.BLOCK, Action.BLOCK)
-        if override == "warn":
-            return cls(Action.WARN, Action.WARN, Action.WARN)
-        if override == "redact" or profile == "basic":
-            return cls(Action.REDACT, Action.REDACT, Action.WARN)
-        return cls()
-
 
 class HiddenCharactersInspector(EveryMessage):
+    """Options: `action` (strippable kinds: redact | block | warn), `tag_action` (tag-character
+    smuggling; defaults to `action`), `homoglyph_action` (look-alike words; defaults to
+    `action`, but warn when that is redact: a word cannot be stripped)."""
+
     name = "hidden_characters"
 
     def __init__(self, policy: HiddenCharacterPolicy | None = None) -> None:
         self.policy = policy or HiddenCharacterPolicy()
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> HiddenCharactersInspector:
+        read = Options(cls.name, options)
+        strip = read.action("action", Action.REDACT)
+        tags = read.action("tag_action", strip)
+        homoglyphs = read.action("homoglyph_action", Action.WARN if strip is Action.REDACT else strip)
+        read.done()
+        return cls(HiddenCharacterPolicy(strip, tags, homoglyphs))
 
     def check(self, event: Event) -> list[Finding]:
         findings: list[Finding] = []

@@ -26,14 +26,16 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import ahocorasick
 
 from guardian.decision import Action, Finding
 from guardian.events import Direction, Event
 from guardian.inspector import EveryMessage
+from guardian.inspectors.options import Options
 
 Validator = Callable[[str, "re.Match[str]"], bool]
 """(secret, the match) -> keep?"""
@@ -513,11 +515,8 @@ class SecretsPolicy:
 
     action: Action = Action.REDACT
     client_to_server: bool = True
+    server_to_client: bool = True
 
-    @classmethod
-    def for_profile(cls, profile: str, override: str | None = None) -> SecretsPolicy:
-        action = {"block": Action.BLOCK, "warn": Action.WARN, "redact": Action.REDACT}.get(override or "redact")
-        return cls(action or Action.REDACT, client_to_server=profile != "basic")
 
 
 class SecretsInspector(EveryMessage):
@@ -527,8 +526,22 @@ class SecretsInspector(EveryMessage):
         self.policy = policy or SecretsPolicy()
         self.second_opinion = second_opinion
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SecretsInspector:
+        """Options: `action` (redact | block | warn), `directions` (default both),
+        `second_opinion` (detect-secrets' entropy plugins behind the provider rules)."""
+        read = Options(cls.name, options)
+        action = read.action("action", Action.REDACT)
+        directions = read.directions()
+        second_opinion = read.boolean("second_opinion", True)
+        read.done()
+        policy = SecretsPolicy(action, client_to_server=Direction.CLIENT_TO_SERVER in directions,
+                               server_to_client=Direction.SERVER_TO_CLIENT in directions)
+        return cls(policy, second_opinion=second_opinion)
+
     def check(self, event: Event) -> list[Finding]:
-        if event.direction is Direction.CLIENT_TO_SERVER and not self.policy.client_to_server:
+        outbound = event.direction is Direction.CLIENT_TO_SERVER
+        if not (self.policy.client_to_server if outbound else self.policy.server_to_client):
             return []
         findings: list[Finding] = []
         for item in event.texts():

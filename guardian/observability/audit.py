@@ -1,4 +1,4 @@
-"""Decision records: one JSON line per decision other than allow, hash-chained.
+"""Decision records: one JSON line per decision other than allow (or per message), hash-chained.
 
 Records carry what was decided and why (detectors, kinds, paths, redacted excerpts),
 never the content itself.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from guardian.decision import Decision
+from guardian.decision import Action, Decision
 from guardian.events import Event
 
 logger = logging.getLogger("guardian.audit")
@@ -70,7 +70,8 @@ class AuditLog:
     complete, verifying record is refused with `AuditLogError` rather than extended.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, all_messages: bool = False) -> None:
+        self.all_messages = all_messages
         self._lock = threading.Lock()
         self._seq = 0
         self._prev = GENESIS
@@ -78,6 +79,10 @@ class AuditLog:
         if path:
             self._seq, self._prev = _read_tail(Path(path))
             self._file = open(path, "ab", buffering=0)  # noqa: SIM115
+
+    def wants(self, decision: Decision) -> bool:
+        """Whether `decision` gets a record: anything but a clean allow, or everything if asked."""
+        return self.all_messages or decision.action is not Action.ALLOW or bool(decision.findings)
 
     def record(self, event: Event, decision: Decision) -> None:
         entry: dict[str, Any] = {
