@@ -287,6 +287,33 @@ def big(n: int) -> str:
     return (BIG_PATTERN * repeats)[:n]
 
 
+# Ordinary prose of the kind tools return (a status report), for benchmarks of the detectors
+# on realistic text: sentences, numbers, a URL and a code span, nothing a detector should flag.
+REPORT_SENTENCES = (
+    "The nightly build finished in 14 minutes and 32 seconds, about 8% faster than last week.",
+    "Three integration suites were skipped because the staging database was being migrated.",
+    "Release 4.2.1 fixes the pagination bug reported by the billing team on Tuesday.",
+    "Memory use of the indexer stayed under 1.5 GB while it processed 2,340,112 documents.",
+    "Please review the updated runbook at https://docs.example.org/runbooks/indexer before Friday.",
+    "The cache hit ratio rose from 71% to 86% after we raised the TTL to 900 seconds.",
+    "Next sprint we will replace the cron job with a queue consumer written in Go.",
+    "Latency at the 95th percentile is 212 ms for search and 48 ms for autocomplete.",
+    "Run `make test` locally before pushing; CI now rejects branches with failing lint.",
+    "Customer-facing error rates were flat at 0.02% across all regions this week.",
+    "The design review for the new permissions model is scheduled for the 14th.",
+    "We retired two legacy endpoints that had no traffic in the last ninety days.",
+)
+
+
+@mcp.tool(structured_output=False)
+def report(n: int) -> str:
+    """Return a status report of exactly `n` bytes of ordinary English prose."""
+    if not 0 <= n <= BIG_LIMIT:
+        raise ValueError(f"n must be between 0 and {BIG_LIMIT}")
+    text = " ".join(REPORT_SENTENCES)
+    return ((text + "\n") * (n // (len(text) + 1) + 1))[:n]
+
+
 @mcp.tool(structured_output=False)
 def secret_note() -> str:
     """Return a plain-text note with credential-shaped strings (for redaction tests)."""

@@ -48,7 +48,7 @@ ERAS: list[Era] = ["legacy", "2026-07-28"]
 EXPECTED_VERSION = {"legacy": "2025-11-25", "2026-07-28": "2026-07-28"}
 DEMO_TOOLS = {
     "echo", "add", "slow", "slow_stats", "crash", "sample", "ask", "roots",
-    "progress", "add_tool", "big", "secret_note",
+    "progress", "add_tool", "big", "report", "secret_note",
 }  # fmt: skip
 
 

@@ -1,0 +1,186 @@
+"""End-to-end detector accuracy: corpus rows sent through a running gateway.
+
+    .venv/bin/python bench/eval_e2e.py [--per-label N] [--corpus DIR]
+
+The unit evals (bench/eval_*.py) call each detector as a function; this one checks that the
+same verdicts come out of the product: an SDK client talks to `guardian wrap --profile P`
+in front of bench/corpus_server.py over real pipes. Rows come from the untuned 20 % split
+(sha256 of `id`), up to N per label per corpus, deterministically. A row counts as caught
+when the gateway blocked it (JSON-RPC error -32010) or changed it (redaction); benign rows
+must come back byte-for-byte. For PII rows, every gold span must be gone from what the
+client received. Text of rows is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import anyio  # noqa: E402
+from mcp import Client, MCPError, StdioServerParameters  # noqa: E402
+from mcp.client.stdio import stdio_client  # noqa: E402
+
+from tests.support.gateway import GUARDIAN  # noqa: E402
+
+DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus"
+BLOCKED = -32010
+
+
+@dataclass
+class Scenario:
+    name: str
+    file: str
+    surface: str
+    """tool_result: the row is a tool's answer; tool_arguments: a tool's argument; prompt_arguments."""
+    profile: str
+
+
+SCENARIOS = (
+    Scenario("indirect injection", "prompt_injection_indirect.jsonl", "tool_result", "standard"),
+    Scenario("PII", "pii_sentences.jsonl", "tool_result", "standard"),
+    Scenario("secrets", "secrets.jsonl.gz", "tool_result", "standard"),
+    Scenario("argument injection", "tool_args_injection.jsonl", "tool_arguments", "standard"),
+    Scenario("direct injection", "prompt_injection_direct.jsonl", "prompt_arguments", "enterprise"),
+)
+
+
+@dataclass
+class Tally:
+    outcomes: Counter[tuple[int, str]] = field(default_factory=Counter)
+    leaks: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+    def caught(self, label: int) -> int:
+        return self.outcomes[(label, "blocked")] + self.outcomes[(label, "redacted")]
+
+    def total(self, label: int) -> int:
+        return sum(n for (lab, _), n in self.outcomes.items() if lab == label)
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def digest(row_id: str) -> int:
+    return int(hashlib.sha256(row_id.encode()).hexdigest(), 16)
+
+
+def sample(rows: list[dict[str, Any]], per_label: int) -> list[dict[str, Any]]:
+    """Untuned-split rows, up to `per_label` of each label, in a fixed pseudo-random order."""
+    test = sorted((r for r in rows if digest(r["id"]) % 100 < 20), key=lambda r: digest(r["id"]) // 100)
+    picked: list[dict[str, Any]] = []
+    for label in (0, 1):
+        picked += [r for r in test if r["label"] == label][:per_label]
+    return picked
+
+
+def client_for(profile: str, corpus: Path, stack: contextlib.ExitStack) -> Client:
+    argv = [*GUARDIAN, "wrap", "--profile", profile, "--", sys.executable, "bench/corpus_server.py", str(corpus)]
+    errlog = stack.enter_context(open("/dev/null", "w"))  # noqa: SIM115
+    params = StdioServerParameters(command=argv[0], args=argv[1:], cwd=REPO_ROOT)
+    return Client(stdio_client(params, errlog=errlog), mode="legacy", cache=None, read_timeout_seconds=60)
+
+
+async def outcome(client: Client, scenario: Scenario, row: dict[str, Any]) -> tuple[str, str]:
+    """('blocked' | 'redacted' | 'passed' | 'error', what the client received)."""
+    try:
+        if scenario.surface == "tool_result":
+            result = await client.call_tool("fetch_document", {"id": row["id"]})
+            received = "".join(getattr(block, "text", "") for block in result.content)
+            return ("passed" if received == row["text"] else "redacted"), received
+        if scenario.surface == "tool_arguments":
+            result = await client.call_tool("lookup", {"value": row["text"]})
+            return ("error" if result.is_error else "passed"), ""
+        prompt = await client.get_prompt("ask", {"question": row["text"]})
+        received = "".join(getattr(m.content, "text", "") for m in prompt.messages)
+        return ("passed" if received == row["text"] else "redacted"), received
+    except MCPError as exc:
+        return ("blocked" if exc.error.code == BLOCKED else "error"), ""
+
+
+def leaked(row: dict[str, Any], received: str) -> bool:
+    """A PII row whose gold span text still reached the client."""
+    values = [s.get("value") or row["text"][s["start"]:s["end"]] for s in row.get("spans") or []]
+    return any(value and value in received for value in values)
+
+
+async def run(args: argparse.Namespace) -> None:
+    tallies: dict[str, Tally] = {}
+    with contextlib.ExitStack() as stack:
+        profiles = sorted({s.profile for s in SCENARIOS})
+        clients = {p: client_for(p, args.corpus, stack) for p in profiles}
+        async with contextlib.AsyncExitStack() as entered:
+            for client in clients.values():
+                await entered.enter_async_context(client)
+            for scenario in SCENARIOS:
+                path = args.corpus / scenario.file
+                if not path.exists():
+                    continue
+                tally = tallies.setdefault(scenario.name, Tally())
+                for row in sample(load(path), args.per_label):
+                    started = time.perf_counter()
+                    verdict, received = await outcome(clients[scenario.profile], scenario, row)
+                    tally.seconds.append(time.perf_counter() - started)
+                    tally.outcomes[(row["label"], verdict)] += 1
+                    if row["label"] == 1 and scenario.name == "PII" and leaked(row, received):
+                        tally.leaks += 1
+    print_report(tallies)
+
+
+def print_report(tallies: dict[str, Tally]) -> None:
+    by_name = {s.name: s for s in SCENARIOS}
+    head = (f"{'corpus (surface, profile)':<48} {'pos':>4} {'caught':>6} {'recall':>6} {'neg':>4} {'FP':>3} "
+            f"{'FPR':>6} {'errors':>6} {'med ms':>6}")
+    print("End to end through `guardian wrap` (untuned split sample)")
+    print(head)
+    print("-" * len(head))
+    for name, tally in tallies.items():
+        scenario = by_name[name]
+        pos, neg = tally.total(1), tally.total(0)
+        recall = tally.caught(1) / pos if pos else float("nan")
+        fpr = tally.caught(0) / neg if neg else float("nan")
+        errors = tally.outcomes[(0, "error")] + tally.outcomes[(1, "error")]
+        median = sorted(tally.seconds)[len(tally.seconds) // 2] * 1000 if tally.seconds else float("nan")
+        label = f"{name} ({scenario.surface}, {scenario.profile})"
+        print(f"{label:<48} {pos:>4} {tally.caught(1):>6} {recall:>6.3f} {neg:>4} {tally.caught(0):>3} "
+              f"{fpr:>6.3f} {errors:>6} {median:>6.2f}")
+        if name == "PII":
+            print(f"  PII rows whose gold span text reached the client: {tally.leaks} of {pos}")
+    print("  caught = blocked (-32010) or changed (redacted); FP = a benign row blocked or changed")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--per-label", type=int, default=40, help="rows per label per corpus (default 40)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.corpus.exists():
+        print(f"corpus not found: {args.corpus} (pass --corpus DIR); nothing to evaluate")
+        return 0
+    args.corpus = args.corpus.resolve()
+    anyio.run(run, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
