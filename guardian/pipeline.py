@@ -2,7 +2,12 @@
 
 Synchronous hooks run inline first (they are the cheap gates: limits, allow-lists);
 if one of them blocks, the expensive async hooks are not run at all. Async hooks run
-concurrently, each under its own timeout. A hook that raises or times out produces a
+concurrently, each under its own timeout. A CPU-heavy synchronous detector (PII, a
+classifier) sets `offload_above` (characters of text): on messages with more text than
+that its hook runs in a worker thread, alongside the async hooks and under the same
+timeout, so one large result neither stalls every other session on the event loop nor
+escapes the hung-detector rule; small messages stay inline, where a thread hop would
+cost more than the check. A hook that raises or times out produces a
 `detector_error` finding that blocks (fail closed, the default) or only warns (fail
 open), per inspector.
 """
@@ -45,6 +50,7 @@ class _Entry:
     name: str
     hook: SyncHook | AsyncHook
     settings: InspectorSettings
+    offload_above: int | None = None
 
 
 class Pipeline:
@@ -73,17 +79,25 @@ class Pipeline:
             hook = getattr(inspector, hook_name, None)
             if hook is None:
                 continue
-            entry = _Entry(inspector.name, hook, settings)
             is_async = inspect.iscoroutinefunction(hook)
+            offload = None if is_async else getattr(inspector, "offload_above", None)
+            entry = _Entry(inspector.name, hook, settings, offload)
             (self._async if is_async else self._sync)[hook_name].append(entry)
 
     async def run(self, event: Event) -> Decision:
         hook_name = HOOK_NAMES[event.kind]
         findings: list[Finding] = []
         latencies: dict[str, float] = {}
-        for entry in self._sync[hook_name]:
-            findings.extend(self._call_sync(entry, event, latencies))
         async_entries = self._async[hook_name]
+        text_size: int | None = None
+        for entry in self._sync[hook_name]:
+            if entry.offload_above is not None:
+                if text_size is None:
+                    text_size = sum(len(item.text) for item in event.texts())
+                if text_size > entry.offload_above:
+                    async_entries = [*async_entries, entry]
+                    continue
+            findings.extend(self._call_sync(entry, event, latencies))
         if async_entries and not _blocks(findings):
             if len(async_entries) == 1:
                 findings.extend(await self._call_async(async_entries[0], event, latencies))
@@ -117,6 +131,10 @@ class Pipeline:
         started = perf_counter()
         try:
             with anyio.fail_after(entry.settings.timeout):
+                if entry.offload_above is not None:
+                    # A timed-out thread cannot be stopped; it is abandoned and its result ignored.
+                    hook = cast(SyncHook, entry.hook)
+                    return _settle(entry, await anyio.to_thread.run_sync(hook, event, abandon_on_cancel=True))
                 return _settle(entry, await cast(AsyncHook, entry.hook)(event))
         except TimeoutError as exc:
             return [_error_finding(entry, f"timed out after {entry.settings.timeout:g}s", exc)]

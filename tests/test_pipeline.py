@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -660,3 +661,58 @@ async def test_tool_access_listing_is_redacted_through_the_pipeline() -> None:
     assert blocked.action is Action.BLOCK
     assert blocked.reasons == ["tool_access: tool is not allowed by gateway policy"]
     assert await pipeline.run(event(call_tool("echo"))) is ALLOW
+
+
+# --- offloading CPU-heavy synchronous detectors -----------------------------------------------------
+
+
+class Heavy:
+    """A synchronous detector that records which thread ran it and can be made to hang."""
+
+    name = "heavy"
+    offload_above = 100
+
+    def __init__(self, hang: threading.Event | None = None) -> None:
+        self.threads: list[int] = []
+        self.hang = hang
+
+    def response(self, event: Event) -> list[Finding]:
+        self.threads.append(threading.get_ident())
+        if self.hang is not None:
+            self.hang.wait(5)
+        return [Finding(self.name, "seen", "saw it", action=Action.WARN)]
+
+
+async def test_small_messages_run_a_heavy_detector_inline_large_ones_in_a_thread() -> None:
+    heavy = Heavy()
+    pipeline = Pipeline()
+    pipeline.add(heavy)
+    small = await pipeline.run(event(tool_result("short"), Direction.SERVER_TO_CLIENT))
+    large = await pipeline.run(event(tool_result("x" * 500), Direction.SERVER_TO_CLIENT))
+    assert small.action is Action.WARN and large.action is Action.WARN
+    assert heavy.threads[0] == threading.get_ident()
+    assert heavy.threads[1] != threading.get_ident()
+
+
+async def test_an_offloaded_detector_that_hangs_times_out_and_the_loop_stays_free() -> None:
+    release = threading.Event()
+    pipeline = Pipeline()
+    pipeline.add(Heavy(hang=release), InspectorSettings(timeout=0.2, fail_closed=True))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not release.is_set():
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            decision = await pipeline.run(event(tool_result("y" * 500), Direction.SERVER_TO_CLIENT))
+            release.set()
+    finally:
+        release.set()
+    assert decision.action is Action.BLOCK
+    assert [f.kind for f in decision.findings] == ["detector_error"]
+    assert ticks >= 5  # the event loop kept running other tasks while the detector hung
