@@ -5,9 +5,16 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 NODE_DIR := tests/node
 
-.PHONY: install run test lint bench eval clean
+.PHONY: install system-deps run test lint bench eval clean
 
-install: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
+install: system-deps $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
+
+# Debian packages the tests run for real: Node.js (npm reference peers), redis-server (shared rate limits).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v node >/dev/null && command -v redis-server >/dev/null || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    $$(command -v node >/dev/null || echo nodejs npm) $$(command -v redis-server >/dev/null || echo redis-server); }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from guardian import __version__
+from guardian.auth.settings import AuthSettings
 from guardian.transports.http import StreamableHTTPSessions
 from guardian.transports.modern import ModernExchange
 from guardian.transports.sse import SSESessions
@@ -60,7 +61,8 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def create_app(guardian: Guardian) -> ASGIHandler:
+def create_app(guardian: Guardian, authentication: AuthSettings | None = None) -> ASGIHandler:
+    """The app; with authentication enabled (`authentication`, else the config's), behind `AuthMiddleware`."""
     security = transport_security(guardian)
     modern = ModernExchange(guardian)
     sessions = StreamableHTTPSessions(guardian, security, modern=modern)
@@ -99,4 +101,9 @@ def create_app(guardian: Guardian) -> ASGIHandler:
         else:
             await routes(scope, receive, send)
 
+    auth = authentication if authentication is not None else getattr(guardian.config, "authentication", None)
+    if isinstance(auth, AuthSettings) and auth.enabled:
+        from guardian.auth.middleware import AuthMiddleware  # PyJWT and friends load only when used
+
+        return AuthMiddleware(app, auth)
     return app

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from guardian import __version__
+from guardian.auth import keys_cli
 from guardian.config import Config, read_file, validate
 from guardian.errors import ConfigError
 from guardian.gateway import Guardian, content_inspectors
@@ -65,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--upstream-transport", choices=["streamable-http", "sse"], help="force the upstream URL's transport"
     )
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (if not in --tls-cert)")
+    serve.add_argument("--client-ca", metavar="PEM", help="mTLS: client certificates must chain to this CA")
+    serve.add_argument("--client-cert", choices=["required", "optional"],
+                       help="with --client-ca: must every client present a certificate (default: required)")
     serve.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="a stdio server to run")
 
     connect = commands.add_parser(
@@ -94,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         "2 if the file cannot be read.",
     )
     audit_verify.add_argument("file")
+    keys_cli.add_parser(commands)
     return parser
 
 
@@ -103,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.file)
     if args.action == "audit":
         return audit_verify(args.file)
+    if args.action == "keys":
+        return keys_cli.run(args)
     try:
         config = Config.load(args.config, overrides=_overrides(args))
         if config.upstream is None:
@@ -160,6 +169,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         server["bind_host"] = args.host
     if getattr(args, "port", None) is not None:
         server["bind_port"] = args.port
+    tls_flags = {"cert": "tls_cert", "key": "tls_key", "client_ca": "client_ca", "client_cert": "client_cert"}
+    tls = {key: getattr(args, flag) for key, flag in tls_flags.items() if getattr(args, flag, None)}
+    if tls:
+        server["tls"] = tls
     if server:
         overrides["server"] = server
     return overrides
@@ -232,8 +245,10 @@ async def _run_stdio(guardian: Guardian) -> str | None:
 def _serve(guardian: Guardian) -> int:
     import uvicorn
 
+    from guardian.auth.mtls import uvicorn_options
+
     server = guardian.config.server
-    base = f"http://{server.bind_host}:{server.bind_port}"
+    base = f"{'https' if server.tls else 'http'}://{server.bind_host}:{server.bind_port}"
     print(
         f"MCP Guardian {__version__} in front of {guardian.require_upstream().label}\n"
         f"  streamable HTTP: {base}/mcp\n  SSE:             {base}/sse\n  health:          {base}/health\n"
@@ -249,5 +264,6 @@ def _serve(guardian: Guardian) -> int:
         access_log=guardian.config.monitoring.log_level.upper() == "DEBUG",
         lifespan="on",
         timeout_graceful_shutdown=5,
+        **(uvicorn_options(server.tls) if server.tls else {}),
     )
     return 0

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import jsonschema
 import yaml
 
+from guardian.auth.settings import AuthSettings, TLSSettings
 from guardian.errors import ConfigError
 from guardian.inspectors.limits import Limits
 from guardian.profiles import GENERIC_KEYS, load_profile
@@ -66,6 +67,7 @@ class ServerConfig:
     session_idle_timeout: float = 1800.0
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    tls: TLSSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    authentication: AuthSettings = field(default_factory=AuthSettings)
     source: str = "<defaults>"
 
     @classmethod
@@ -303,10 +306,12 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
         profile=profile.name,
         proxy_mode=data.get("proxy_mode"),
         server=ServerConfig(
-            **{k: v for k, v in server.items() if k not in ("allowed_hosts", "allowed_origins")},
+            **{k: v for k, v in server.items() if k not in ("allowed_hosts", "allowed_origins", "tls")},
             allowed_hosts=tuple(server.get("allowed_hosts", ())),
             allowed_origins=tuple(server.get("allowed_origins", ())),
+            tls=TLSSettings.from_dict(server["tls"]) if "tls" in server else None,
         ),
+        authentication=AuthSettings.from_dict(data.get("authentication", {})),
         security=SecurityConfig(
             plugin_timeout=security.get("security_plugin_timeout", 5.0),
             fail_closed=fail_closed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -45,6 +46,10 @@ class Finding:
     """For REDACT: drop the list element at `path` (a denied tool in `tools/list`)."""
     monitor: bool = False
     """Recorded in monitor mode: the action was not enforced."""
+    error_code: int | None = None
+    """For BLOCK: the JSON-RPC code to answer with instead of BLOCKED (e.g. `errors.RATE_LIMITED`)."""
+    error_data: Mapping[str, Any] | None = None
+    """With `error_code`: extra keys for `error.data.guardian` (e.g. `retry_after`)."""
 
     def patch(self) -> Patch | None:
         if self.action is not Action.REDACT or self.path is None:
@@ -97,8 +102,17 @@ class Decision:
 
     def block_error(self, request_id: RequestId, message: str = "blocked by gateway policy") -> JSONRPCError:
         """The JSON-RPC error that stands in for a blocked message: stable code, reasons, audit id."""
-        data = {"guardian": {"decision": "block", "reasons": self.reasons, "request_id": self.event_id}}
-        return errors.error_response(request_id, errors.BLOCKED, message, data)
+        data: dict[str, Any] = {"decision": "block", "reasons": self.reasons, "request_id": self.event_id}
+        code = errors.BLOCKED
+        blocking = [f for f in self.findings if f.action is Action.BLOCK]
+        own = blocking[0].error_code if blocking else None
+        if own is not None and all(f.error_code == own for f in blocking):
+            # Every block asks for the same code of its own (a rate limit): that, not BLOCKED, tells the
+            # client what to do (wait `retry_after`); a policy block alongside keeps the generic answer.
+            code, message = own, blocking[0].message
+            extra = {k: v for f in blocking for k, v in (f.error_data or {}).items()}
+            data = {**extra, **data}
+        return errors.error_response(request_id, code, message, {"guardian": data})
 
     def to_dict(self) -> dict[str, Any]:
         record: dict[str, Any] = {

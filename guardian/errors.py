@@ -37,6 +37,9 @@ UPSTREAM_TIMEOUT = -32013
 GATEWAY_OVERLOADED = -32014
 """Too many requests in flight for this session."""
 
+RATE_LIMITED = -32015
+"""A rate limit or quota refused the request; `error.data.guardian.retry_after` says when to retry (seconds)."""
+
 ERROR_CODES: dict[int, str] = {
     PARSE_ERROR: "parse error",
     INVALID_REQUEST: "invalid request",
@@ -45,6 +48,7 @@ ERROR_CODES: dict[int, str] = {
     UPSTREAM_UNAVAILABLE: "upstream unavailable",
     UPSTREAM_TIMEOUT: "upstream timeout",
     GATEWAY_OVERLOADED: "too many requests in flight",
+    RATE_LIMITED: "rate limit exceeded",
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
 
+from guardian.auth.identity import Identity
 from guardian.content import TextItem, extract
 from guardian.normalize import normalize
 
@@ -83,6 +84,8 @@ class SessionInfo:
     upstream: str
     identity: str | None = None
     tenant: str | None = None
+    principal: Identity | None = None
+    """The authenticated caller in full (scopes, roles, claims); `identity`/`tenant` are its strings."""
 
 
 # Methods whose `params.name` / `params.uri` names the target, for audit and policy.

@@ -16,13 +16,21 @@ from typing import Any
 
 import anyio
 from mcp.shared.message import SessionMessage
-from mcp_types import JSONRPCMessage, JSONRPCRequest, jsonrpc_message_adapter
+from mcp_types import (
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    RequestId,
+    jsonrpc_message_adapter,
+)
 from pydantic import BaseModel
 
 from guardian import errors
+from guardian.auth.identity import Identity
 from guardian.catalog import ToolCatalog
 from guardian.config import Config, UpstreamConfig
-from guardian.decision import Decision
+from guardian.decision import Action, Decision
 from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
 from guardian.inspector import Inspector
@@ -32,6 +40,7 @@ from guardian.inspectors.secrets import SecretsInspector
 from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
 from guardian.pipeline import InspectorSettings, Pipeline
+from guardian.ratelimit import RateLimitInspector
 from guardian.relay import ReadStream, Relay, RelayOptions, WriteStream
 from guardian.transports.upstream import http_headers, open_upstream
 
@@ -59,11 +68,24 @@ class Guardian:
         self.catalog = ToolCatalog()
         security = config.security
         self.add_inspector(LimitsInspector(security.limits))
+        self.rate_limit = self._rate_limiter()
+        if self.rate_limit is not None:
+            self.add_inspector(self.rate_limit)
         if security.tools_allow or security.tools_deny:
             self.add_inspector(ToolAccessInspector(security.tools_allow, security.tools_deny))
         self.add_inspector(self.catalog)
         for inspector in content_inspectors(config, self.catalog):
             self.add_inspector(inspector)
+
+    def _rate_limiter(self) -> RateLimitInspector | None:
+        """Rate limits run only when configured (`security.inspectors.rate_limit`): a stdio wrap
+        for one user has nothing to share, and a limit nobody chose would only get in the way."""
+        security = self.config.security
+        block = security.inspectors.get(RateLimitInspector.name)
+        if block is None or not block.enabled:
+            return None
+        fail_closed = block.fail_closed if block.fail_closed is not None else security.fail_closed
+        return RateLimitInspector.from_options({**block.options, "fail_closed": fail_closed})
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Guardian:
@@ -118,7 +140,11 @@ class Guardian:
         )
 
     async def run_session(
-        self, downstream: tuple[ReadStream, WriteStream], transport: str, session_id: str | None = None
+        self,
+        downstream: tuple[ReadStream, WriteStream],
+        transport: str,
+        session_id: str | None = None,
+        identity: Identity | None = None,
     ) -> str | None:
         """Relay one downstream session to a new upstream connection until either ends.
 
@@ -126,8 +152,27 @@ class Guardian:
         """
         upstream = self.require_upstream()
         session = SessionInfo(
-            session_id=session_id or uuid.uuid4().hex, transport=transport, upstream=upstream.label
+            session_id=session_id or uuid.uuid4().hex, transport=transport, upstream=upstream.label,
+            identity=identity.subject if identity else None, tenant=identity.tenant if identity else None,
+            principal=identity,
         )
+        limiter = self.rate_limit
+        if limiter is not None and (refused := await limiter.open_session(session)) is not None:
+            decision = Decision(action=Action.BLOCK, findings=[refused], event_id=uuid.uuid4().hex[:16])
+            self.audit.record(Event(session, Direction.CLIENT_TO_SERVER, _SESSION_OPEN), decision)
+            await answer_first_request(downstream, decision.block_error)
+            return f"session refused: {refused.message}"
+        try:
+            return await self._relay_session(downstream, transport, session, upstream)
+        finally:
+            if limiter is not None:
+                with anyio.CancelScope(shield=True):
+                    await limiter.close_session(session)
+
+    async def _relay_session(
+        self, downstream: tuple[ReadStream, WriteStream], transport: str, session: SessionInfo,
+        upstream: UpstreamConfig,
+    ) -> str | None:
         relay = Relay(self.pipeline, session, self.relay_options(transport), self.audit)
         label = "upstream server"
         try:
@@ -136,7 +181,9 @@ class Guardian:
         except UpstreamStartError as exc:
             cause = f"upstream unavailable: {exc}"
             logger.error("session %s: %s", session.session_id, cause)
-            await answer_unavailable(downstream, cause)
+            await answer_first_request(
+                downstream, lambda id: errors.error_response(id, errors.UPSTREAM_UNAVAILABLE, cause)
+            )
             return cause
         except Exception as exc:
             cause = f"{label} failed: {errors.describe(exc)}"
@@ -194,8 +241,11 @@ def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> li
     return built
 
 
-async def answer_unavailable(downstream: tuple[ReadStream, WriteStream], cause: str) -> None:
-    """With no upstream, answer the client's first request with the cause, then end the session.
+async def answer_first_request(
+    downstream: tuple[ReadStream, WriteStream], answer: Callable[[RequestId], JSONRPCError]
+) -> None:
+    """For a session that cannot be served (no upstream, a session limit), answer the client's
+    first request with why, then end the session.
 
     Notifications are not answered (they can't be); the wait is bounded so a client that
     sends nothing does not keep a dead session open.
@@ -205,8 +255,12 @@ async def answer_unavailable(downstream: tuple[ReadStream, WriteStream], cause: 
         async for item in read:
             message = item.message if isinstance(item, SessionMessage) else None
             if isinstance(message, JSONRPCRequest):
-                await write.send(SessionMessage(errors.error_response(message.id, errors.UPSTREAM_UNAVAILABLE, cause)))
+                await write.send(SessionMessage(answer(message.id)))
                 return
+
+
+_SESSION_OPEN = JSONRPCNotification(jsonrpc="2.0", method="guardian/session_open")
+"""Stands for a refused session in its audit record (no client message was relayed yet)."""
 
 
 def _as_message(value: JSONRPCMessage | Mapping[str, Any] | str | bytes) -> JSONRPCMessage:

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from time import perf_counter
-from typing import cast
+from typing import Protocol, cast
 
 import anyio
 
@@ -45,6 +45,10 @@ class InspectorSettings:
     """Record what the inspector would do, enforce nothing (for rollout)."""
 
 
+class _TracksRequests(Protocol):
+    async def abandoned(self, event: Event) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     name: str
@@ -62,6 +66,7 @@ class Pipeline:
         self._inspectors: list[tuple[Inspector, InspectorSettings]] = []
         self._sync: dict[str, list[_Entry]] = {name: [] for name in set(HOOK_NAMES.values())}
         self._async: dict[str, list[_Entry]] = {name: [] for name in set(HOOK_NAMES.values())}
+        self._abandon_hooks: list[_TracksRequests] = []
 
     @property
     def inspectors(self) -> list[Inspector]:
@@ -75,6 +80,8 @@ class Pipeline:
         if any(existing.name == inspector.name for existing, _ in self._inspectors):
             raise ValueError(f"an inspector named {inspector.name!r} is already registered")
         self._inspectors.append((inspector, settings))
+        if inspect.iscoroutinefunction(getattr(inspector, "abandoned", None)):
+            self._abandon_hooks.append(cast(_TracksRequests, inspector))
         for hook_name in self._sync:
             hook = getattr(inspector, hook_name, None)
             if hook is None:
@@ -83,6 +90,11 @@ class Pipeline:
             offload = None if is_async else getattr(inspector, "offload_above", None)
             entry = _Entry(inspector.name, hook, settings, offload)
             (self._async if is_async else self._sync)[hook_name].append(entry)
+
+    async def abandon(self, event: Event) -> None:
+        """Tell inspectors that track requests (rate limits) that this one will not be forwarded."""
+        for inspector in self._abandon_hooks:
+            await inspector.abandoned(event)
 
     async def run(self, event: Event) -> Decision:
         hook_name = HOOK_NAMES[event.kind]

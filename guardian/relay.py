@@ -194,6 +194,7 @@ class Relay:
         message = event.message
         if isinstance(message, JSONRPCRequest):
             await self._send(source, decision.block_error(message.id))
+            await self.pipeline.abandon(event)
         elif isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
             # The requester gets an error in place of the answer; the responder is done either way.
             await self._send(dest, decision.block_error(message.id, "response blocked by gateway policy"))

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardian import errors
+from guardian.auth.identity import identity_of
 from guardian.transports.codec import DECODED_KEY, decode_message
 from guardian.transports.http_session import HttpSession
 
@@ -152,7 +153,7 @@ class StreamableHTTPSessions:
         session_id = headers.get(_SESSION_HEADER)
         if session_id is not None:
             session = self._sessions.get(session_id.decode("latin-1"))
-            if session is None:
+            if session is None or not session.admits(identity_of(scope)):  # another caller's: as if absent
                 await jsonrpc_error_response(404, errors.INVALID_REQUEST, "session not found")(scope, receive, send)
                 return
             await session.handle(scope, receive, send)
@@ -171,7 +172,7 @@ class StreamableHTTPSessions:
                 scope, receive, send
             )
             return
-        session = HttpSession(uuid4().hex, self.security)
+        session = HttpSession(uuid4().hex, self.security, identity_of(scope))
         self._sessions[session.session_id] = session
         assert self._task_group is not None
         self._task_group.start_soon(self._serve, session)
@@ -183,7 +184,7 @@ class StreamableHTTPSessions:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._expire_when_idle, session)
                 streams = (session.read_stream, session.write_stream)
-                await self.guardian.run_session(streams, "streamable-http", session.session_id)
+                await self.guardian.run_session(streams, "streamable-http", session.session_id, session.identity)
                 tg.cancel_scope.cancel()
         finally:
             self._sessions.pop(session.session_id, None)

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from guardian import errors
+from guardian.auth.identity import Identity
 from guardian.transports.codec import DECODED_KEY, decode_message, encode_message, sse_frame
 
 logger = logging.getLogger("guardian.http")
@@ -60,9 +61,13 @@ class _ToClient:
 class HttpSession:
     """One session: a read stream of client messages for the relay, and HTTP handlers."""
 
-    def __init__(self, session_id: str, security: TransportSecurityMiddleware) -> None:
+    def __init__(
+        self, session_id: str, security: TransportSecurityMiddleware, identity: Identity | None = None
+    ) -> None:
         self.session_id = session_id
         self._security = security
+        self.identity = identity
+        """Who opened the session (when authentication is on); only they may use it."""
         self._inbound_send, self.read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](
             _CHANNEL_BUFFER
         )
@@ -71,6 +76,10 @@ class HttpSession:
         self._standalone: MemoryObjectSendStream[JSONRPCMessage] | None = None
         self.terminated = False
         self.last_activity = anyio.current_time()
+
+    def admits(self, identity: Identity | None) -> bool:
+        """Whether a request by `identity` may use this session: a session id is not a credential."""
+        return self.identity is None or (identity is not None and identity.principal == self.identity.principal)
 
     @property
     def busy(self) -> bool:

@@ -38,6 +38,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from guardian import errors
+from guardian.auth.identity import identity_of
 from guardian.decision import Action
 from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
@@ -101,10 +102,14 @@ class ModernExchange:
             invalid = errors.error_response(None, errors.INVALID_REQUEST, "body must be one request or notification")
             await _json_response(invalid, 400)(scope, receive, send)
             return
+        identity = identity_of(scope)
         session = SessionInfo(
             session_id=f"modern-{next(self._sequence)}",
             transport="streamable-http",
             upstream=self.guardian.require_upstream().label,
+            identity=identity.subject if identity else None,
+            tenant=identity.tenant if identity else None,
+            principal=identity,
         )
         if isinstance(message, JSONRPCNotification):
             # No client→server notifications exist at this revision; inspect, then acknowledge.
@@ -129,9 +134,10 @@ class ModernExchange:
         guardian = self.guardian
         event = Event(session, Direction.CLIENT_TO_SERVER, message)
         decision = await guardian.pipeline.run(event)
-        if decision.action is not Action.ALLOW:
+        if guardian.audit.wants(decision):
             guardian.audit.record(event, decision)
         if decision.action is Action.BLOCK:
+            await guardian.pipeline.abandon(event)
             await _json_response(decision.block_error(message.id))(scope, receive, send)
             return
         outbound = decision.patched if isinstance(decision.patched, JSONRPCRequest) else message
@@ -172,9 +178,11 @@ class ModernExchange:
                         await _sse_send(send, reply)
                 tg.cancel_scope.cancel()
         except UpstreamStartError as exc:
+            await guardian.pipeline.abandon(event)
             failure = errors.error_response(message.id, errors.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {exc}")
             await _json_response(failure)(scope, receive, send)
         except TimeoutError:
+            await guardian.pipeline.abandon(event)
             late = errors.error_response(
                 message.id, errors.UPSTREAM_TIMEOUT, f"upstream did not answer within {timeout:g}s"
             )
@@ -190,9 +198,10 @@ class ModernExchange:
         answers = isinstance(reply, JSONRPCResponse | JSONRPCError)
         event = Event(session, Direction.SERVER_TO_CLIENT, reply, request=request if answers else None)
         decision = await self.guardian.pipeline.run(event)
+        if self.guardian.audit.wants(decision):
+            self.guardian.audit.record(event, decision)
         if decision.action is Action.ALLOW:
             return reply
-        self.guardian.audit.record(event, decision)
         if decision.action is Action.BLOCK:
             if not answers:
                 return None

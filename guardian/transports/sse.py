@@ -14,6 +14,7 @@ from mcp.server.sse import SseServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Receive, Scope, Send
 
+from guardian.auth.identity import identity_of
 from guardian.transports.http import BodyLimit
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class SSESessions:
     async def connect(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             async with self.transport.connect_sse(scope, receive, send) as streams:
-                await self.guardian.run_session(streams, "sse")
+                await self.guardian.run_session(streams, "sse", identity=identity_of(scope))
                 await streams[1].aclose()
         except ValueError as exc:  # refused by the transport's Host/Origin check; already answered
             logger.warning("SSE connection refused: %s", exc)
