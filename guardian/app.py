@@ -81,7 +81,7 @@ def create_app(guardian: Guardian, authentication: AuthSettings | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with sessions.run(), modern.run():
+        async with sessions.run(), modern.run(), guardian.background():
             yield
 
     routes = Starlette(

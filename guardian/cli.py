@@ -1,4 +1,4 @@
-"""`guardian wrap | serve | connect | check-config | audit verify`.
+"""`guardian wrap | serve | connect | check-config | audit verify | keys | policy`.
 
 Everything the CLI does is also reachable through `guardian.Guardian`; this module
 only turns flags into config overrides, sets up logging, and runs the right loop.
@@ -19,7 +19,7 @@ from guardian import __version__
 from guardian.auth import keys_cli
 from guardian.config import Config, read_file, validate
 from guardian.errors import ConfigError
-from guardian.gateway import Guardian, content_inspectors
+from guardian.gateway import Guardian, check_inspectors
 from guardian.observability.audit import AuditLogError, verify
 
 logger = logging.getLogger("guardian")
@@ -101,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit_verify.add_argument("file")
     keys_cli.add_parser(commands)
+    policy = commands.add_parser(
+        "policy", help="check and test access policies",
+        description="Work with access policies (see policies/access/README.md).",
+    )
+    policy_commands = policy.add_subparsers(dest="policy_action", metavar="SUBCOMMAND", required=True)
+    policy_check = policy_commands.add_parser(
+        "check", help="validate a policy file", description="Exit 0 if the policy loads, 1 naming each problem."
+    )
+    policy_check.add_argument("policy")
+    policy_test = policy_commands.add_parser(
+        "test", help="run table-driven cases against a policy",
+        description="Exit 0 if all cases pass, 1 if one fails, 2 if either file is invalid.",
+    )
+    policy_test.add_argument("policy")
+    policy_test.add_argument("cases")
+    policy_test.add_argument("--verbose", "-v", action="store_true", help="list passing cases too")
     return parser
 
 
@@ -112,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return audit_verify(args.file)
     if args.action == "keys":
         return keys_cli.run(args)
+    if args.action == "policy":
+        return policy_command(args)
     try:
         config = Config.load(args.config, overrides=_overrides(args))
         if config.upstream is None:
@@ -185,7 +203,7 @@ def check_config(path: str) -> int:
         if not problems:
             config = Config.from_dict(data, path)
             try:
-                content_inspectors(config)
+                check_inspectors(config)
             except ConfigError as exc:
                 raise ConfigError([f"{path}: {p}" for p in exc.problems]) from None
     except ConfigError as exc:
@@ -198,6 +216,16 @@ def check_config(path: str) -> int:
         return 1
     print(f"{path}: OK")
     return 0
+
+
+def policy_command(args: argparse.Namespace) -> int:
+    from guardian.policy.testing import check_policy, run_cases
+
+    if args.policy_action == "check":
+        return check_policy(args.policy)
+    report = run_cases(args.policy, args.cases)
+    print(report.text(args.verbose), file=sys.stderr if report.exit_code == 2 else sys.stdout)
+    return report.exit_code
 
 
 def audit_verify(path: str) -> int:

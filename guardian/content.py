@@ -187,8 +187,8 @@ def apply_patches(message: JSONRPCMessage, patches: list[Patch]) -> JSONRPCMessa
         (removals if patch.remove else strings.setdefault(patch.path, [])).append(patch)
     for path, group in strings.items():
         _patch_string(data, path, group)
-    for patch in sorted(removals, key=lambda p: p.path, reverse=True):
-        _remove(data, patch.path)
+    for path in sorted({p.path for p in removals}, reverse=True):  # two inspectors may hide the same entry
+        _remove(data, path)
     return type(message).model_validate(data)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from guardian.inspectors.secrets import SecretsInspector
 from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
 from guardian.pipeline import InspectorSettings, Pipeline
+from guardian.policy import AccessPolicyInspector
 from guardian.ratelimit import RateLimitInspector
 from guardian.relay import ReadStream, Relay, RelayOptions, WriteStream
 from guardian.transports.upstream import http_headers, open_upstream
@@ -76,6 +78,20 @@ class Guardian:
         self.add_inspector(self.catalog)
         for inspector in content_inspectors(config, self.catalog):
             self.add_inspector(inspector)
+        self.access_policy: AccessPolicyInspector | None = None
+        policy = security.inspectors.get(AccessPolicyInspector.name)
+        if policy is not None and policy.enabled:
+            self.access_policy = AccessPolicyInspector.from_options(policy.options)
+            self.add_inspector(self.access_policy)
+
+    @asynccontextmanager
+    async def background(self) -> AsyncIterator[None]:
+        """Gateway-wide tasks (access-policy hot reload) for as long as the gateway serves."""
+        async with anyio.create_task_group() as tg:
+            if self.access_policy is not None:
+                tg.start_soon(self.access_policy.watch)
+            yield
+            tg.cancel_scope.cancel()
 
     def _rate_limiter(self) -> RateLimitInspector | None:
         """Rate limits run only when configured (`security.inspectors.rate_limit`): a stdio wrap
@@ -212,16 +228,31 @@ class Guardian:
         """
         from guardian.transports.stdio import stdio_downstream
 
-        async with stdio_downstream(self.config.security.limits.max_message_bytes, fds) as streams:
+        async with self.background(), stdio_downstream(self.config.security.limits.max_message_bytes, fds) as streams:
             return await self.run_session(streams, "stdio", session_id="stdio")
 
 
-def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> list[Inspector]:
-    """The built-in detectors the profile (and config) enable, in the order they run.
+def check_inspectors(config: Config) -> None:
+    """What `guardian check-config` adds to the schema: every enabled inspector's options
+    (detectors, rate limits, the access policy and its file), all problems in one `ConfigError`."""
+    problems: list[str] = []
+    checks: list[Callable[[], object]] = [lambda: content_inspectors(config)]
+    for optional in (RateLimitInspector, AccessPolicyInspector):
+        block = config.security.inspectors.get(optional.name)
+        if block is not None and block.enabled:
+            checks.append(lambda cls=optional, options=block.options: cls.from_options(options))
+    for check in checks:
+        try:
+            check()
+        except errors.ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise errors.ConfigError(problems)
 
-    Also the check behind `guardian check-config`: every bad option of every enabled
-    detector is reported in one `ConfigError`.
-    """
+
+def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> list[Inspector]:
+    """The built-in detectors the profile (and config) enable, in the order they run;
+    every bad option of every enabled detector is reported in one `ConfigError`."""
     builders: dict[str, Callable[[Mapping[str, Any]], Inspector]] = {
         HiddenCharactersInspector.name: HiddenCharactersInspector.from_options,
         SecretsInspector.name: SecretsInspector.from_options,

@@ -10,7 +10,9 @@ kind of event, each taking the `Event` and returning findings:
                 return [Finding(self.name, "denied", "tool is not allowed")]
             return []
 
-Hooks are `request`, `response` (results and errors), and `notification`. A hook may be
+Hooks are `request`, `response` (results and errors), and `notification`; an inspector
+that decides from other inspectors' findings (the access policy) also has
+`review(event, findings)`, run after all the others on the same message. A hook may be
 a plain function (cheap checks run inline, with no scheduling cost) or a coroutine
 function (run concurrently with the other async hooks, each under its own timeout).
 The pipeline looks the hooks up once, when the inspector is added, not per message.

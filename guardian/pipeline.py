@@ -7,9 +7,11 @@ classifier) sets `offload_above` (characters of text): on messages with more tex
 that its hook runs in a worker thread, alongside the async hooks and under the same
 timeout, so one large result neither stalls every other session on the event loop nor
 escapes the hung-detector rule; small messages stay inline, where a thread hop would
-cost more than the check. A hook that raises or times out produces a
-`detector_error` finding that blocks (fail closed, the default) or only warns (fail
-open), per inspector.
+cost more than the check. Last, `review(event, findings)` hooks (the access policy) see
+what every other inspector found on the message and may add their own verdict.
+
+A hook that raises or times out produces a `detector_error` finding that blocks (fail
+closed, the default) or only warns (fail open), per inspector.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import Protocol, cast
@@ -33,6 +35,7 @@ logger = logging.getLogger("guardian.pipeline")
 
 SyncHook = Callable[[Event], HookResult]
 AsyncHook = Callable[[Event], Awaitable[HookResult]]
+ReviewHook = Callable[[Event, Sequence[Finding]], HookResult]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,7 @@ class _TracksRequests(Protocol):
 @dataclass(frozen=True, slots=True)
 class _Entry:
     name: str
-    hook: SyncHook | AsyncHook
+    hook: SyncHook | AsyncHook | ReviewHook
     settings: InspectorSettings
     offload_above: int | None = None
 
@@ -67,6 +70,7 @@ class Pipeline:
         self._sync: dict[str, list[_Entry]] = {name: [] for name in set(HOOK_NAMES.values())}
         self._async: dict[str, list[_Entry]] = {name: [] for name in set(HOOK_NAMES.values())}
         self._abandon_hooks: list[_TracksRequests] = []
+        self._review: list[_Entry] = []
 
     @property
     def inspectors(self) -> list[Inspector]:
@@ -80,6 +84,9 @@ class Pipeline:
         if any(existing.name == inspector.name for existing, _ in self._inspectors):
             raise ValueError(f"an inspector named {inspector.name!r} is already registered")
         self._inspectors.append((inspector, settings))
+        review = getattr(inspector, "review", None)
+        if review is not None:
+            self._review.append(_Entry(inspector.name, review, settings))
         if inspect.iscoroutinefunction(getattr(inspector, "abandoned", None)):
             self._abandon_hooks.append(cast(_TracksRequests, inspector))
         for hook_name in self._sync:
@@ -124,6 +131,8 @@ class Pipeline:
                         tg.start_soon(run_one, index, entry)
                 for result in results:
                     findings.extend(result)
+        for entry in self._review:
+            findings.extend(self._call_review(entry, event, findings, latencies))
         if not findings:
             return Decision(latencies=latencies) if self.timed else ALLOW
         decision = decide(event, findings)
@@ -134,6 +143,17 @@ class Pipeline:
         started = perf_counter()
         try:
             return _settle(entry, cast(SyncHook, entry.hook)(event))
+        except Exception as exc:
+            return [_error_finding(entry, f"failed: {type(exc).__name__}", exc)]
+        finally:
+            latencies[entry.name] = perf_counter() - started
+
+    def _call_review(
+        self, entry: _Entry, event: Event, findings: list[Finding], latencies: dict[str, float]
+    ) -> list[Finding]:
+        started = perf_counter()
+        try:
+            return _settle(entry, cast(ReviewHook, entry.hook)(event, tuple(findings)))
         except Exception as exc:
             return [_error_finding(entry, f"failed: {type(exc).__name__}", exc)]
         finally:
