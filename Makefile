@@ -45,6 +45,8 @@ bench: install
 # Detector accuracy on the labelled corpora in ../shared/corpus (precision/recall on the untuned split).
 eval: install
 	$(PY) bench/eval_secrets.py
+	$(PY) bench/eval_pii.py
+	$(PY) bench/eval_e2e.py
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

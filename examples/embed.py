@@ -83,7 +83,10 @@ CONFIG: dict[str, Any] = {
     "security_profile": "standard",
     "security": {
         "tools": {"deny": ["delete_*"]},  # refused on tools/call, hidden from tools/list
-        "inspectors": {"email-redactor": {"timeout": 2}},  # per-inspector settings, by name
+        "inspectors": {
+            "email-redactor": {"timeout": 2},  # per-inspector settings, by name
+            "pii": {"enabled": False},  # the built-in PII detector would redact the emails too; off to show ours
+        },
     },
     "monitoring": {"log_level": "WARNING"},
 }

@@ -207,10 +207,27 @@ def _patch_string(root: Any, path: Path, patches: list[Patch]) -> None:
     if whole:
         container[key] = whole[0].replacement or ""
         return
-    for patch in sorted(patches, key=lambda p: p.span or (0, 0), reverse=True):
-        start, end = patch.span or (0, len(text))
-        text = text[:start] + (patch.replacement or "") + text[end:]
+    for (start, end), replacement in reversed(_merged_spans(patches)):
+        text = text[:start] + replacement + text[end:]
     container[key] = text
+
+
+def _merged_spans(patches: list[Patch]) -> list[tuple[tuple[int, int], str]]:
+    """Spans in order, overlapping ones joined (two detectors can claim the same characters: a
+    secret inside a URL that also holds an email); a joined span takes the replacement of its
+    widest part, which names what most of it was."""
+    merged: list[tuple[tuple[int, int], str, int]] = []
+    for patch in sorted(patches, key=lambda p: p.span or (0, 0)):
+        start, end = patch.span or (0, 0)
+        replacement = patch.replacement or ""
+        if merged and start < merged[-1][0][1]:
+            (first, last), kept, width = merged[-1]
+            if end - start > width:
+                kept, width = replacement, end - start
+            merged[-1] = ((first, max(last, end)), kept, width)
+        else:
+            merged.append(((start, end), replacement, end - start))
+    return [(span, replacement) for span, replacement, _ in merged]
 
 
 def _remove(root: Any, path: Path) -> None:

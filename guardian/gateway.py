@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from guardian.events import Direction, Event, SessionInfo
 from guardian.inspector import Inspector
 from guardian.inspectors.hidden_characters import HiddenCharactersInspector
 from guardian.inspectors.limits import LimitsInspector
+from guardian.inspectors.pii import PiiInspector
 from guardian.inspectors.secrets import SecretsInspector
 from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
@@ -90,6 +92,10 @@ class Guardian:
         async with anyio.create_task_group() as tg:
             if self.access_policy is not None:
                 tg.start_soon(self.access_policy.watch)
+            for inspector in self.pipeline.inspectors:
+                # Build heavy detector state (PII engine, classifier) now, not on the first message.
+                if callable(warm := getattr(inspector, "warm", None)):
+                    tg.start_soon(partial(anyio.to_thread.run_sync, warm, abandon_on_cancel=True))
             yield
             tg.cancel_scope.cancel()
 
@@ -256,6 +262,7 @@ def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> li
     builders: dict[str, Callable[[Mapping[str, Any]], Inspector]] = {
         HiddenCharactersInspector.name: HiddenCharactersInspector.from_options,
         SecretsInspector.name: SecretsInspector.from_options,
+        PiiInspector.name: PiiInspector.from_options,
     }
     built: list[Inspector] = []
     problems: list[str] = []

@@ -681,3 +681,16 @@ def test_patch_a_request_argument() -> None:
     assert resolve(patched, path) == "card [CARD]"
     assert dump(patched)["method"] == "tools/call"
     assert dump(patched)["params"]["name"] == "send"
+
+
+def test_overlapping_redactions_from_two_detectors_join_into_one() -> None:
+    message = jsonrpc_message_adapter.validate_python(
+        {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "db postgres://app:pw@host/x ok"}]}}
+    )
+    path = ("result", "content", 0, "text")
+    patched = apply_patches(message, [
+        Patch(path, "[REDACTED:SECRET:URL]", (3, 27)),      # the whole URL
+        Patch(path, "[REDACTED:EMAIL]", (15, 25)),          # a look-alike email inside it
+        Patch(path, "", (28, 29)),                          # something else, apart
+    ])
+    assert patched.model_dump()["result"]["content"][0]["text"] == "db [REDACTED:SECRET:URL] k"
