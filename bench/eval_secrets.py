@@ -1,12 +1,14 @@
 """Accuracy and speed of the secrets inspector on the labelled corpus.
 
     python bench/eval_secrets.py [--corpus ../shared/corpus/secrets.jsonl.gz] [--per-category]
+    python bench/eval_secrets.py --misses tune [--show]     # tune-split errors, masked
 
 Rows are split 80/20 by sha256(id) (tune / test); rules are tuned on the 80 % only and the
 20 % is reported as the untuned figure. Label 1 = a credential. Every label-0 row in this
 corpus is a look-alike (gitleaks false-positive samples, detect-secrets negatives), so the
 FPR on label 0 is the hard-negative FPR; it is also broken down by source. Secret text is
-never printed: only ids, categories and counts.
+never printed: only ids, categories and counts, and with `--show` (tune split only) each
+error's text masked to its shape (letters and digits as x/X/9, names left readable).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import re
 import sys
 import time
 from collections import defaultdict
@@ -24,7 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from guardian.inspectors.secrets import find_secrets  # noqa: E402
+from guardian.inspectors.secrets import find_secrets, looks_like_words  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "secrets.jsonl.gz"
 
@@ -33,6 +36,32 @@ def load(path: Path) -> list[dict[str, Any]]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def shape_only(value: str) -> str:
+    """Character classes only (x, X, 9): the shape of a value, nothing of the value."""
+    return re.sub(r"[a-z]", "x", re.sub(r"[A-Z]", "X", re.sub(r"[0-9]", "9", value)))
+
+
+_NAME = re.compile(
+    r"(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z_.\-]{0,40}(?=[\"'`\]]?[ \t]*(?:[=:,>]|\.=|\?=))"  # name = / name:
+    r"|(?<=<)/?[A-Za-z_][A-Za-z_.\-]{0,40}(?=>)"  # <name> </name>
+    r"|(?<=--)[A-Za-z][A-Za-z\-]{0,40}"  # --flag
+)
+
+
+def mask(text: str) -> str:
+    """`text` with every letter and digit replaced by its class (x, X, 9), except names: a word
+    (no digits, built of word-like parts) followed by `=`, `:`, `=>`, ..., inside `<...>` or after
+    `--`. Values are never shown, not even a one-word password, only the names around them."""
+    keep = [m.span() for m in _NAME.finditer(text) if looks_like_words(m.group(0))]
+    out, last = [], 0
+    for start, end in keep:
+        out.append(shape_only(text[last:start]))
+        out.append(text[start:end])
+        last = end
+    out.append(shape_only(text[last:]))
+    return "".join(out)
 
 
 def split_of(row_id: str) -> str:
@@ -66,24 +95,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-category", action="store_true", help="one line per category (test split)")
     parser.add_argument("--no-second-opinion", action="store_true", help="provider rules only")
     parser.add_argument("--misses", choices=["tune"], help="list ids/categories of errors on the tune split")
+    parser.add_argument("--show", action="store_true",
+                        help="with --misses: each error's text and matched spans, masked to their shape")
     args = parser.parse_args(argv)
     if not args.corpus.exists():
         print(f"corpus not found: {args.corpus} (pass --corpus PATH); nothing to evaluate")
         return 0
     rows = load(args.corpus)
     second = not args.no_second_opinion
-    find_secrets("warm up: api_key = 'Zq3xV9pL2mN8rT4w'", second_opinion=second)
+    # Warm up both layers (detect-secrets imports its plugins and filters on first use).
+    find_secrets("warm up: api_key = 'Zq3xV9pL2mN8rT4wKd7sY1bH'", second_opinion=second)
 
     results: dict[str, list[tuple[int, int]]] = defaultdict(list)
     by_group: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    errors: list[tuple[str, str, int]] = []
+    errors: list[tuple[str, str, int, str]] = []
     elapsed = 0.0
     total_bytes = 0
     for r in rows:
         text = r["text"]
         start = time.perf_counter()
-        predicted = int(bool(find_secrets(text, second_opinion=second)))
+        found = find_secrets(text, second_opinion=second)
         elapsed += time.perf_counter() - start
+        predicted = int(bool(found))
         total_bytes += len(text.encode())
         label = int(r["label"])
         split = split_of(str(r["id"]))
@@ -93,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         by_group[(split, source)].append((label, predicted))
         by_group[(split, "cat:" + category)].append((label, predicted))
         if split == "tune" and label != predicted:
-            errors.append((str(r["id"]), category, label))
+            spans = " ".join(f"{kind}[{shape_only(text[a:b])}]" for kind, a, b in found)
+            errors.append((str(r["id"]), category, label, f"{spans}\n    {mask(text)[:600]!r}"))
 
     print(f"corpus: {args.corpus.name}, {len(rows)} rows; detect-secrets second opinion: {'on' if second else 'off'}")
     print(HEADER)
@@ -117,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(row(group[4:][:34], m))
     if args.misses:
         print("\ntune-split errors (id, category, label):")
-        for error in errors:
-            print(*error)
+        for row_id, category, label, shown in errors:
+            print(row_id, category, label, *([shown] if args.show else []))
     print(f"\nmean time: {elapsed * 1000 / (total_bytes / 1024):.3f} ms per KB "
           f"({total_bytes / 1024:.0f} KB, {elapsed * 1000:.0f} ms)")
     return 0
