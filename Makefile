@@ -46,6 +46,7 @@ bench: install
 eval: install
 	$(PY) bench/eval_secrets.py
 	$(PY) bench/eval_pii.py
+	$(PY) bench/eval_arguments.py
 	$(PY) bench/eval_e2e.py
 
 clean:

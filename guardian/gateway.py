@@ -36,6 +36,7 @@ from guardian.decision import Action, Decision
 from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
 from guardian.inspector import Inspector
+from guardian.inspectors.arguments import ArgumentInjectionInspector
 from guardian.inspectors.hidden_characters import HiddenCharactersInspector
 from guardian.inspectors.limits import LimitsInspector
 from guardian.inspectors.pii import PiiInspector
@@ -242,11 +243,15 @@ def check_inspectors(config: Config) -> None:
     """What `guardian check-config` adds to the schema: every enabled inspector's options
     (detectors, rate limits, the access policy and its file), all problems in one `ConfigError`."""
     problems: list[str] = []
-    checks: list[Callable[[], object]] = [lambda: content_inspectors(config)]
-    for optional in (RateLimitInspector, AccessPolicyInspector):
-        block = config.security.inspectors.get(optional.name)
+    checks: list[Callable[[], object]] = [partial(content_inspectors, config)]
+    optional: dict[str, Callable[[Mapping[str, Any]], object]] = {
+        RateLimitInspector.name: RateLimitInspector.from_options,
+        AccessPolicyInspector.name: AccessPolicyInspector.from_options,
+    }
+    for name, build in optional.items():
+        block = config.security.inspectors.get(name)
         if block is not None and block.enabled:
-            checks.append(lambda cls=optional, options=block.options: cls.from_options(options))
+            checks.append(partial(build, block.options))
     for check in checks:
         try:
             check()
@@ -263,6 +268,7 @@ def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> li
         HiddenCharactersInspector.name: HiddenCharactersInspector.from_options,
         SecretsInspector.name: SecretsInspector.from_options,
         PiiInspector.name: PiiInspector.from_options,
+        ArgumentInjectionInspector.name: partial(ArgumentInjectionInspector.from_options, catalog=catalog),
     }
     built: list[Inspector] = []
     problems: list[str] = []

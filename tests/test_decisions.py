@@ -108,7 +108,8 @@ async def test_denied_tool_is_hidden_and_its_call_blocked_with_a_non_leaking_rea
 
 
 async def test_blocked_response_is_replaced_by_an_error_and_the_session_goes_on(tmp_path: Path) -> None:
-    guardian = make_guardian(tmp_path, inspectors={"secrets": {"enabled": False}})  # only our rule speaks
+    only_ours = {"secrets": {"enabled": False}, "pii": {"enabled": False}}  # only our rule speaks
+    guardian = make_guardian(tmp_path, inspectors=only_ours)
     guardian.add_inspector(
         Rule("no-notes", "response", lambda e: e.target == "secret_note", Finding("no-notes", "leak", "no notes"))
     )

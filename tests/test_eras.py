@@ -27,7 +27,7 @@ from mcp import Client, MCPError
 from mcp.client.client import ConnectMode
 from mcp.types import InputRequiredResult, ListToolsResult
 
-from tests.support.gateway import demo_server_stdio_argv, gateway_http, wrap_params
+from tests.support.gateway import DEMO_TOOLS, demo_server_stdio_argv, gateway_http, wrap_params
 from tests.support.peers import (
     ELICITATION_CONTENT,
     SAMPLING_REPLY,
@@ -46,10 +46,7 @@ pytestmark = pytest.mark.anyio
 MODERN = "2026-07-28"
 MODES: list[ConnectMode] = ["legacy", "auto", MODERN]
 EXPECTED_VERSION = {"legacy": "2025-11-25", "auto": MODERN, MODERN: MODERN}
-DEMO_TOOLS = {
-    "echo", "add", "slow", "slow_stats", "crash", "sample", "ask", "roots",
-    "progress", "add_tool", "big", "secret_note",
-}  # fmt: skip
+DEMO_TOOL_SET = set(DEMO_TOOLS)
 DENY_ECHO: dict[str, Any] = {"security": {"tools": {"deny": ["echo"]}}}
 BLOCKED = -32010
 HEADER_MISMATCH = -32020
@@ -145,7 +142,7 @@ def _check_tour(seen: dict[str, Any], mode: ConnectMode) -> None:
     assert seen["protocol_version"] == EXPECTED_VERSION[mode]
     if mode != MODERN:  # a pinned 2026-07-28 client skips server/discover, so it has no server info
         assert seen["server_info"]["name"] == "guardian-demo"
-    assert set(seen["tools"]) == DEMO_TOOLS
+    assert set(seen["tools"]) == DEMO_TOOL_SET
     assert seen["echo"]["content"] == [{"type": "text", "text": f"héllo ✓ {mode} \"q\"\nline"}]
     assert seen["add"] == {"result": 5.5}
     assert "static text" in seen["readme"]["contents"][0]["text"]
@@ -421,7 +418,7 @@ async def _deny_target(path: str, servers: Servers) -> AsyncIterator[ClientTarge
 async def test_denied_tool_is_hidden_and_blocked(path: str, mode: ConnectMode, servers: Servers) -> None:
     async with _deny_target(path, servers) as target, open_client(target, mode=mode) as client:
         assert client.protocol_version == EXPECTED_VERSION[mode]
-        assert set(builtin_tools(await client.list_tools())) == DEMO_TOOLS - {"echo"}
+        assert set(builtin_tools(await client.list_tools())) == DEMO_TOOL_SET - {"echo"}
         with pytest.raises(MCPError) as caught:
             await client.call_tool("echo", {"text": "must not pass"})
         assert caught.value.code == BLOCKED

@@ -24,6 +24,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.support.gateway import (
+    DEMO_TOOLS,
     GUARDIAN,
     config_file,
     connect_params,
@@ -53,10 +54,7 @@ from tests.support.peers import (
 
 pytestmark = pytest.mark.anyio
 
-DEMO_TOOLS = [
-    "echo", "add", "slow", "slow_stats", "crash", "sample", "ask", "roots",
-    "progress", "add_tool", "big", "secret_note",
-]  # fmt: skip
+DEMO_TOOL_LIST = list(DEMO_TOOLS)
 DENY_ECHO: dict[str, Any] = {"security": {"tools": {"deny": ["echo"]}}}
 BLOCKED = -32010
 HANDSHAKE_VERSION = "2025-11-25"
@@ -246,7 +244,7 @@ async def test_client_mjs_through_the_gateway(downstream: Downstream, servers: S
     )
     out = _ok(run)
     assert out["transport"] == downstream
-    assert out["tools"] == DEMO_TOOLS
+    assert out["tools"] == DEMO_TOOL_LIST
     assert out["call"] == {"content": [{"type": "text", "text": "héllo ✓"}], "isError": False}
     assert json.loads(out["read"]["contents"][0]["text"]) == {"id": "42", "name": "Item 42"}
     for key in ("serverInfo", "protocolVersion", "capabilities", "tools", "call", "read"):
@@ -328,7 +326,7 @@ async def test_inspector_through_the_gateway_matches_direct(
     gateway_list = _result(await run_inspector(*era_flag, *listing, target=target, home=inspector_home))
     gateway_call = _result(await run_inspector(*era_flag, *call, target=target, home=inspector_home))
 
-    assert [tool["name"] for tool in gateway_list["tools"]] == DEMO_TOOLS
+    assert [tool["name"] for tool in gateway_list["tools"]] == DEMO_TOOL_LIST
     assert gateway_call["content"] == [{"type": "text", "text": "héllo ✓"}]
     assert gateway_call["isError"] is False
     if era == "modern":  # 2026-07-28 results carry the server's identity in _meta

@@ -22,6 +22,12 @@ from tests.support.peers import DEMO_SERVER, REPO_ROOT, ServerProcess, free_port
 
 GUARDIAN = [sys.executable, "-m", "guardian"]
 
+DEMO_TOOLS = (
+    "echo", "add", "slow", "slow_stats", "crash", "sample", "ask", "roots",
+    "progress", "add_tool", "big", "report", "secret_note",
+)  # fmt: skip
+"""The demo server's tools, in the order it lists them."""
+
 
 def demo_server_stdio_argv(*extra: str) -> list[str]:
     """The demo upstream as a stdio command line."""
