@@ -103,6 +103,8 @@ class Event:
     """For a response or error: the request it answers, when the relay saw it."""
     size: int | None = None
     """Wire size in bytes, when the transport knows it."""
+    protocol_version: str | None = None
+    """The protocol version the session negotiated, when the relay knows it."""
     _texts: list[TextItem] | None = field(default=None, repr=False)
     _normalized: list[TextItem] | None = field(default=None, repr=False)
 

@@ -40,6 +40,7 @@ from guardian.inspectors.arguments import ArgumentInjectionInspector
 from guardian.inspectors.hidden_characters import HiddenCharactersInspector
 from guardian.inspectors.limits import LimitsInspector
 from guardian.inspectors.pii import PiiInspector
+from guardian.inspectors.schema_validation import SchemaValidationInspector
 from guardian.inspectors.secrets import SecretsInspector
 from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
@@ -265,6 +266,8 @@ def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> li
     """The built-in detectors the profile (and config) enable, in the order they run;
     every bad option of every enabled detector is reported in one `ConfigError`."""
     builders: dict[str, Callable[[Mapping[str, Any]], Inspector]] = {
+        # A cheap gate first: when it blocks, the offloaded and async detectors are skipped.
+        SchemaValidationInspector.name: partial(SchemaValidationInspector.from_options, catalog=catalog),
         HiddenCharactersInspector.name: HiddenCharactersInspector.from_options,
         SecretsInspector.name: SecretsInspector.from_options,
         PiiInspector.name: PiiInspector.from_options,

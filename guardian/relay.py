@@ -173,7 +173,7 @@ class Relay:
             reason = f"more than {self.options.max_in_flight} requests in flight"
             await self._send(source, errors.error_response(message.id, errors.GATEWAY_OVERLOADED, reason))
             return
-        event = Event(self.session, direction, message, request=answered)
+        event = Event(self.session, direction, message, request=answered, protocol_version=self.protocol_version)
         decision = await self.pipeline.run(event)
         if self.audit is not None and self.audit.wants(decision):
             self.audit.record(event, decision)
