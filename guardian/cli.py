@@ -1,4 +1,4 @@
-"""`guardian wrap | serve | connect | check-config | audit verify | keys | policy`.
+"""`guardian wrap | serve | connect | check-config | audit verify | keys | pins | policy`.
 
 Everything the CLI does is also reachable through `guardian.Guardian`; this module
 only turns flags into config overrides, sets up logging, and runs the right loop.
@@ -21,6 +21,7 @@ from guardian.config import Config, read_file, validate
 from guardian.errors import ConfigError
 from guardian.gateway import Guardian, check_inspectors
 from guardian.observability.audit import AuditLogError, verify
+from guardian.pins import cli as pins_cli
 
 logger = logging.getLogger("guardian")
 
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit_verify.add_argument("file")
     keys_cli.add_parser(commands)
+    pins_cli.add_parser(commands)
     policy = commands.add_parser(
         "policy", help="check and test access policies",
         description="Work with access policies (see policies/access/README.md).",
@@ -128,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return audit_verify(args.file)
     if args.action == "keys":
         return keys_cli.run(args)
+    if args.action == "pins":
+        return pins_cli.run(args)
     if args.action == "policy":
         return policy_command(args)
     try:

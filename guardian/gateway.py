@@ -44,6 +44,7 @@ from guardian.inspectors.schema_validation import SchemaValidationInspector
 from guardian.inspectors.secrets import SecretsInspector
 from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
+from guardian.pins import PinsInspector
 from guardian.pipeline import InspectorSettings, Pipeline
 from guardian.policy import AccessPolicyInspector
 from guardian.ratelimit import RateLimitInspector
@@ -79,6 +80,9 @@ class Guardian:
             self.add_inspector(self.rate_limit)
         if security.tools_allow or security.tools_deny:
             self.add_inspector(ToolAccessInspector(security.tools_allow, security.tools_deny))
+        pins = security.inspectors.get(PinsInspector.name)
+        if pins is not None and pins.enabled:
+            self.add_inspector(PinsInspector.from_options(pins.options))
         self.add_inspector(self.catalog)
         for inspector in content_inspectors(config, self.catalog):
             self.add_inspector(inspector)
@@ -248,6 +252,7 @@ def check_inspectors(config: Config) -> None:
     optional: dict[str, Callable[[Mapping[str, Any]], object]] = {
         RateLimitInspector.name: RateLimitInspector.from_options,
         AccessPolicyInspector.name: AccessPolicyInspector.from_options,
+        PinsInspector.name: PinsInspector.from_options,
     }
     for name, build in optional.items():
         block = config.security.inspectors.get(name)

@@ -98,9 +98,9 @@ def inspector_names(g: Guardian) -> list[str]:
 def test_build_from_nothing_a_dict_a_config_and_files(tmp_path: Path) -> None:
     # tool access only when lists are configured
     detectors = ["schema_validation", "hidden_characters", "secrets", "pii", "argument_injection"]  # standard
-    assert inspector_names(Guardian()) == ["limits", "catalog", *detectors]
+    assert inspector_names(Guardian()) == ["limits", "pins", "catalog", *detectors]
     from_dict = Guardian(DENY_CONFIG)
-    assert inspector_names(from_dict) == ["limits", "tool_access", "catalog", *detectors]
+    assert inspector_names(from_dict) == ["limits", "tool_access", "pins", "catalog", *detectors]
     assert from_dict.config.security.tools_deny == ("delete_*", "crash")
     assert Guardian(Config.from_dict(DENY_CONFIG)).config == from_dict.config
 
@@ -110,7 +110,7 @@ def test_build_from_nothing_a_dict_a_config_and_files(tmp_path: Path) -> None:
     json_path.write_text(json.dumps(DENY_CONFIG), encoding="utf-8")
     for built in (Guardian(str(yaml_path)), Guardian(yaml_path), Guardian.from_file(json_path)):
         assert built.config.security.tools_deny == ("delete_*", "crash")
-        assert inspector_names(built) == ["limits", "tool_access", "catalog", *detectors]
+        assert inspector_names(built) == ["limits", "tool_access", "pins", "catalog", *detectors]
 
 
 def test_bad_config_raises_config_error() -> None:
