@@ -47,6 +47,7 @@ eval: install
 	$(PY) bench/eval_secrets.py
 	$(PY) bench/eval_pii.py
 	$(PY) bench/eval_arguments.py
+	$(PY) bench/eval_injection.py
 	$(PY) bench/eval_e2e.py
 
 clean:

@@ -38,6 +38,7 @@ from guardian.events import Direction, Event, SessionInfo
 from guardian.inspector import Inspector
 from guardian.inspectors.arguments import ArgumentInjectionInspector
 from guardian.inspectors.hidden_characters import HiddenCharactersInspector
+from guardian.inspectors.injection import InjectionInspector
 from guardian.inspectors.limits import LimitsInspector
 from guardian.inspectors.pii import PiiInspector
 from guardian.inspectors.schema_validation import SchemaValidationInspector
@@ -276,6 +277,7 @@ def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> li
         HiddenCharactersInspector.name: HiddenCharactersInspector.from_options,
         SecretsInspector.name: SecretsInspector.from_options,
         PiiInspector.name: PiiInspector.from_options,
+        InjectionInspector.name: InjectionInspector.from_options,
         ArgumentInjectionInspector.name: partial(ArgumentInjectionInspector.from_options, catalog=catalog),
     }
     built: list[Inspector] = []

@@ -1,0 +1,218 @@
+"""Accuracy and speed of the prompt-injection inspector on the labelled corpora.
+
+    python bench/eval_injection.py [--corpus ../shared/corpus] [--per-category] [--threshold 0.5]
+
+Rows are split 80/20 by sha256(id) (`int(hexdigest, 16) % 100 < 20` = test). Rules and the
+classifier were tuned and trained on the 80 % only (bench/train_injection.py); the 20 % is
+reported here. Every row goes through the real inspector (`InjectionInspector.check`) as the
+gateway would show it:
+
+- prompt_injection_direct.jsonl: a client's `tools/call` argument (surface tool_arguments,
+  the classifier's `direct` head);
+- prompt_injection_indirect.jsonl: a `tools/call` result (surface tool_result, `indirect` head);
+- mcp_tool_poisoning.jsonl (out of domain, nothing was tuned on it): a `tools/list` result
+  (surface descriptions), to see what each layer would do there.
+
+Three configurations: rules only, classifier only, both (the shipped default). A row counts
+as flagged when a finding asks for the configured action (WARN-level findings do not count).
+BIPIA reuses one payload in several contexts, so the indirect test rows whose payload also
+occurs in the tune split are reported apart from those whose payload is new.
+Text of the corpora is never printed: only ids, categories and counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from mcp_types import JSONRPCRequest, JSONRPCResponse  # noqa: E402
+
+from guardian.decision import Action  # noqa: E402
+from guardian.events import Direction, Event, SessionInfo  # noqa: E402
+from guardian.inspectors.injection import InjectionInspector, InjectionPolicy  # noqa: E402
+from guardian.inspectors.injection_model import shipped_model  # noqa: E402
+
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
+SESSION = SessionInfo(session_id="eval", transport="library", upstream="-")
+HARD_NEGATIVE = "benign_hard_negative"
+ALL = ["tool_arguments", "tool_result", "resource", "prompt", "prompt_arguments", "sampling", "elicitation",
+       "descriptions", "completion", "other"]
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def split_of(row_id: str) -> str:
+    return "test" if int(hashlib.sha256(row_id.encode()).hexdigest(), 16) % 100 < 20 else "tune"
+
+
+def argument_event(text: str) -> Event:
+    call = JSONRPCRequest(jsonrpc="2.0", id=1, method="tools/call", params={"name": "ask", "arguments": {"q": text}})
+    return Event(SESSION, Direction.CLIENT_TO_SERVER, call)
+
+
+_CALL = JSONRPCRequest(jsonrpc="2.0", id=1, method="tools/call", params={"name": "fetch", "arguments": {}})
+_LIST = JSONRPCRequest(jsonrpc="2.0", id=1, method="tools/list", params={})
+
+
+def result_event(text: str) -> Event:
+    result = JSONRPCResponse(jsonrpc="2.0", id=1, result={"content": [{"type": "text", "text": text}]})
+    return Event(SESSION, Direction.SERVER_TO_CLIENT, result, request=_CALL)
+
+
+def description_event(row: dict[str, Any]) -> Event:
+    tool = {"name": str(row.get("tool_name") or "tool"), "description": row["text"],
+            "inputSchema": {"type": "object"}}
+    return Event(SESSION, Direction.SERVER_TO_CLIENT, JSONRPCResponse(jsonrpc="2.0", id=1, result={"tools": [tool]}),
+                 request=_LIST)
+
+
+def metrics(pairs: list[tuple[int, int]]) -> dict[str, float]:
+    tp = sum(1 for y, p in pairs if y and p)
+    fp = sum(1 for y, p in pairs if not y and p)
+    fn = sum(1 for y, p in pairs if y and not p)
+    tn = sum(1 for y, p in pairs if not y and not p)
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    fpr = fp / (fp + tn) if fp + tn else float("nan")
+    return {"n": len(pairs), "pos": tp + fn, "neg": fp + tn, "tp": tp, "fp": fp, "fn": fn,
+            "precision": precision, "recall": recall, "f1": f1, "fpr": fpr}
+
+
+def line(name: str, m: dict[str, float]) -> str:
+    return (f"{name[:44]:<44} {m['n']:>5} {m['pos']:>4} {m['neg']:>4} {m['precision']:>6.3f} {m['recall']:>6.3f} "
+            f"{m['f1']:>6.3f} {m['fpr']:>6.3f}  tp={m['tp']} fp={m['fp']} fn={m['fn']}")
+
+
+HEADER = f"{'group':<44} {'n':>5} {'pos':>4} {'neg':>4} {'prec':>6} {'recall':>6} {'f1':>6} {'fpr':>6}"
+
+
+def inspector(mode: str, threshold: float) -> InjectionInspector:
+    options: dict[str, Any] = {"surfaces": ALL, "classifier_surfaces": ALL, "threshold": threshold,
+                               "warn_threshold": None, "rules_enabled": mode != "classifier",
+                               "classifier_enabled": mode != "rules"}
+    return InjectionInspector(InjectionPolicy.from_options(options))
+
+
+def flagged(check: Callable[[Event], list[Any]], event: Event) -> int:
+    return int(any(f.action >= Action.BLOCK for f in check(event)))
+
+
+def median_cost(run: Callable[[], object], repeat: int = 30) -> float:
+    """Median CPU milliseconds of `run()` (CPU time, not wall time: the machine may be shared)."""
+    samples = []
+    for _ in range(repeat):
+        start = time.process_time()
+        run()
+        samples.append((time.process_time() - start) * 1000)
+    return sorted(samples)[len(samples) // 2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--per-category", action="store_true", help="every category, not only those with errors")
+    parser.add_argument("--threshold", type=float, default=0.5, help="classifier threshold (0.5 = standard)")
+    parser.add_argument("--split", choices=["test", "tune"], default="test")
+    parser.add_argument("--misses", action="store_true", help="ids/categories of errors on the chosen split")
+    args = parser.parse_args(argv)
+    files = {
+        "direct": (args.corpus / "prompt_injection_direct.jsonl", argument_event),
+        "indirect": (args.corpus / "prompt_injection_indirect.jsonl", result_event),
+        "descriptions*": (args.corpus / "mcp_tool_poisoning.jsonl", None),
+    }
+    if not files["direct"][0].exists():
+        print(f"corpus not found: {args.corpus} (pass --corpus DIR); nothing to evaluate")
+        return 0
+    started = time.process_time()
+    shipped_model()
+    print(f"model load: {(time.process_time() - started) * 1000:.0f} ms (numpy already imported)")
+
+    modes = ("rules", "classifier", "combined")
+    checks = {mode: inspector(mode, args.threshold).check for mode in modes}
+    print(f"split: {args.split} ({'untuned 20%' if args.split == 'test' else 'tune 80%'}); "
+          f"classifier threshold {args.threshold}\n")
+    timing: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    misses: list[str] = []
+    for short, (path, build) in files.items():
+        rows = load(path)
+        tune_payloads = {r.get("injected_payload") for r in rows if split_of(str(r["id"])) == "tune"}
+        rows = [r for r in rows if split_of(str(r["id"])) == args.split]
+        groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+        for r in rows:
+            label = int(r["label"])
+            category = str(r.get("category", "?"))
+            for mode in modes:
+                event = build(r["text"]) if build is not None else description_event(r)
+                start = time.process_time()
+                predicted = flagged(checks[mode], event)
+                timing[mode][0] += time.process_time() - start
+                timing[mode][1] += len(r["text"].encode())
+                groups[(mode, "all")].append((label, predicted))
+                groups[(mode, "cat:" + category.split("/", 1)[0])].append((label, predicted))
+                if category.startswith(HARD_NEGATIVE):
+                    groups[(mode, "hard negatives")].append((label, predicted))
+                elif label == 0:
+                    groups[(mode, "other negatives")].append((label, predicted))
+                if "/" in category:
+                    groups[(mode, "sub:" + category)].append((label, predicted))
+                if label == 1 and r.get("injected_payload"):
+                    seen = "payload seen in tune" if r["injected_payload"] in tune_payloads else "payload new"
+                    groups[(mode, seen)].append((label, predicted))
+                if args.misses and mode == "combined" and predicted != label:
+                    misses.append(f"{short} {r['id']} {category} label={label}")
+        print(f"== {path.name} ({short}: {'out of domain, surface descriptions' if build is None else ''}"
+              f"{'surface tool_arguments, direct head' if short == 'direct' else ''}"
+              f"{'surface tool_result, indirect head' if short == 'indirect' else ''})")
+        print(HEADER)
+        for mode in modes:
+            print(line(f"{mode}: all", metrics(groups[(mode, 'all')])))
+            for extra in ("hard negatives", "other negatives", "payload seen in tune", "payload new"):
+                if groups.get((mode, extra)):
+                    print(line(f"{mode}:   {extra}", metrics(groups[(mode, extra)])))
+        print("per category (combined" + ("" if args.per_category else "; only those with errors") + "):")
+        for (mode, group), pairs in sorted(groups.items()):
+            m = metrics(pairs)
+            if mode == "combined" and group.startswith("cat:") and (args.per_category or m["fp"] or m["fn"]):
+                print(line("  " + group[4:], m))
+        if args.per_category:
+            print("per sub-category (combined):")
+            for (mode, group), pairs in sorted(groups.items()):
+                if mode == "combined" and group.startswith("sub:"):
+                    print(line("  " + group[4:], metrics(pairs)))
+        print()
+    print("speed: CPU time of the whole check() (extraction, normalisation, rules, classifier), one thread;")
+    print("corpus rows (median ~0.1 KB direct, ~0.7 KB indirect, so per-message overhead weighs in):")
+    for mode in modes:
+        elapsed, size = timing[mode]
+        print(f"  {mode:<11} {elapsed * 1000 / (size / 1024):.3f} ms per KB ({size / 1024:.0f} KB)")
+    print("one benign tool result of a given size (clean test-split contexts joined), median of 30:")
+    clean = "\n".join(r["text"] for r in load(files["indirect"][0])
+                      if split_of(str(r["id"])) == "test" and int(r["label"]) == 0)
+    model = shipped_model()
+    for kb in (1, 4, 16):
+        text = clean[: kb * 1024]
+        cost = {mode: median_cost(lambda m=mode, t=text: checks[m](result_event(t))) for mode in modes}
+        cost["model only"] = median_cost(lambda t=text: model.score_chunks(t, "indirect", clean=True))
+        print(f"  {kb:>2} KB: " + ", ".join(f"{k} {v:.3f} ms" for k, v in cost.items()))
+    if misses:
+        print("\nerrors (combined):")
+        print("\n".join(misses))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
