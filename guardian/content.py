@@ -120,9 +120,16 @@ def _walk(value: Any, path: Path, out: list[TextItem], json_depth: int, skip: fr
         else:  # JSON inside a string is data, whatever its keys are called
             _walk(decoded, (*path, JSON), out, json_depth + 1, _NO_SKIP)
     elif isinstance(value, dict):
-        binary = skip is _STRUCTURAL_KEYS and value.get("type") in _BINARY_CONTENT_TYPES
+        kind = value.get("type")  # a schema's `properties` may hold a parameter called "type" (a dict)
+        binary = skip is _STRUCTURAL_KEYS and isinstance(kind, str) and kind in _BINARY_CONTENT_TYPES
         for key, child in value.items():
             if key in skip or (binary and key == "data"):
+                continue
+            if key == "properties" and skip is _STRUCTURAL_KEYS and isinstance(child, dict):
+                # A JSON schema's properties: the keys name parameters ("type", "format", "mode"), so none is
+                # skipped as structure; a description hidden under one must still be read.
+                for name, schema in child.items():
+                    _walk(schema, (*path, key, name), out, json_depth, skip)
                 continue
             _walk(child, (*path, key), out, json_depth, _NO_SKIP if _freeform(key, child) else skip)
     elif isinstance(value, list):
@@ -134,7 +141,9 @@ def _freeform(key: str, child: Any) -> bool:
     if key in _FREEFORM_KEYS:
         return True
     # An elicitation result's `content` is the user's form data; a message's `content` is a block.
-    return key == "content" and isinstance(child, dict) and child.get("type") not in _CONTENT_BLOCK_TYPES
+    return key == "content" and isinstance(child, dict) and not (
+        isinstance(child.get("type"), str) and child["type"] in _CONTENT_BLOCK_TYPES
+    )
 
 
 def _maybe_json(text: str) -> dict[str, Any] | list[Any] | None:

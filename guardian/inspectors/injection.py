@@ -563,6 +563,9 @@ class InjectionInspector(EveryMessage):
     warn_threshold, max_classifier_chars."""
 
     name = "prompt_injection"
+    offload_above: int | None = 4096
+    """Characters of text above which the pipeline runs this check in a worker thread
+    (rules and numpy inference hold no shared mutable state)."""
 
     def __init__(self, policy: InjectionPolicy | None = None, model: InjectionModel | None = None) -> None:
         self.policy = policy or InjectionPolicy()
