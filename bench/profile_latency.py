@@ -4,7 +4,8 @@ vs `guardian wrap --profile standard` vs `--profile enterprise`, interleaved in 
     .venv/bin/python bench/profile_latency.py [--calls N] [--quick]
 
 Payloads: a 200-byte call (echo: the same text comes back), a 4 KB and a 64 KB text result
-of ordinary prose (the demo server's `report` tool). Every gateway answer is checked to be
+of ordinary prose (the demo server's `report` tool, a new sentence order on every call so no
+detector cache helps). Every gateway answer is checked to be
 byte-for-byte the direct answer: benign traffic must pass unchanged, so a detector that
 redacts or blocks it shows up here as failed calls, not as a fast row. Target (issue 3):
 the standard profile adds <= 5 ms p95 on the 4 KB result. Always exits 0.
@@ -30,6 +31,7 @@ if str(REPO_ROOT) not in sys.path:
 import anyio  # noqa: E402
 
 from bench.relay_latency import Bench, Side, Stats, child_pid, interleave, print_stderr_notes  # noqa: E402
+from examples.demo_server import report  # noqa: E402
 from tests.support.gateway import GUARDIAN, demo_server_stdio_argv  # noqa: E402
 
 PROFILES = ("standard", "enterprise")
@@ -53,22 +55,31 @@ PAYLOADS = (
 
 
 class ExactSide(Side):
-    """A side whose answer must equal `expected` exactly (benign traffic passes unchanged)."""
+    """A side whose answer must be exactly the demo server's (benign traffic passes unchanged).
 
-    expected: str | None = None
+    Every `report` call asks for a different sentence order (`seed`), so detector caches keyed
+    by content never see the same text twice: the figures are the cost of new content.
+    """
+
+    calls: int = 0
 
     async def call(self) -> int | None:
+        arguments = dict(self.arguments)
+        if self.tool == "report":
+            self.calls += 1
+            arguments["seed"] = self.calls
+            expected = report(arguments["n"], self.calls)
+        else:
+            expected = arguments["text"]
         start = time.perf_counter_ns()
         try:
-            result = await self.client.call_tool(self.tool, self.arguments)
+            result = await self.client.call_tool(self.tool, arguments)
         except Exception as exc:
             self._error(f"{type(exc).__name__}: {exc}")
             return None
         elapsed = time.perf_counter_ns() - start
         text = "".join(getattr(block, "text", "") for block in result.content)
-        if self.expected is None and not result.is_error:
-            self.expected = text
-        if result.is_error or text != self.expected:
+        if result.is_error or text != expected:
             self._error(f"answer differs from the direct one: is_error={result.is_error}, {len(text)} chars")
             return None
         return elapsed
@@ -91,9 +102,6 @@ async def measure(bench: Bench, payload: Payload) -> list[ExactSide]:
                 ExactSide(label, client, payload.tool, payload.arguments, pid=pid)
                 for label, client, pid in zip(labels, clients, pids, strict=True)
             ]
-            expected = await sides[0].client.call_tool(payload.tool, payload.arguments)
-            for side in sides:
-                side.expected = "".join(getattr(block, "text", "") for block in expected.content)
             await interleave(sides, bench.args.calls, bench.args.block, bench.args.warmup)
     return sides
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import warnings
 from functools import partial
 from typing import Annotated, Literal
@@ -306,12 +307,20 @@ REPORT_SENTENCES = (
 
 
 @mcp.tool(structured_output=False)
-def report(n: int) -> str:
-    """Return a status report of exactly `n` bytes of ordinary English prose."""
+def report(n: int, seed: int = 0) -> str:
+    """Return a status report of exactly `n` bytes of ordinary English prose; each `seed` orders
+    the sentences differently, so repeated calls need not return the same text."""
     if not 0 <= n <= BIG_LIMIT:
         raise ValueError(f"n must be between 0 and {BIG_LIMIT}")
-    text = " ".join(REPORT_SENTENCES)
-    return ((text + "\n") * (n // (len(text) + 1) + 1))[:n]
+    order = random.Random(seed)
+    paragraphs: list[str] = []
+    size = 0
+    while size < n:
+        sentences = list(REPORT_SENTENCES)
+        order.shuffle(sentences)
+        paragraphs.append(" ".join(sentences))
+        size += len(paragraphs[-1]) + 1
+    return "\n".join(paragraphs)[:n]
 
 
 @mcp.tool(structured_output=False)
