@@ -1,4 +1,4 @@
-"""`guardian wrap | serve | connect | check-config | audit verify | keys | pins | policy`.
+"""`guardian wrap | serve | connect | scan | check-config | audit verify | keys | pins | policy`.
 
 Everything the CLI does is also reachable through `guardian.Guardian`; this module
 only turns flags into config overrides, sets up logging, and runs the right loop.
@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from guardian import __version__
+from guardian import scan as scan_cli
 from guardian.auth import keys_cli
 from guardian.config import Config, read_file, validate
 from guardian.errors import ConfigError
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_verify.add_argument("file")
     keys_cli.add_parser(commands)
     pins_cli.add_parser(commands)
+    scan_cli.add_parser(commands)
     policy = commands.add_parser(
         "policy", help="check and test access policies",
         description="Work with access policies (see policies/access/README.md).",
@@ -132,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return keys_cli.run(args)
     if args.action == "pins":
         return pins_cli.run(args)
+    if args.action == "scan":
+        return scan_cli.run(args)
     if args.action == "policy":
         return policy_command(args)
     try:

@@ -41,6 +41,7 @@ from guardian.inspectors.hidden_characters import HiddenCharactersInspector
 from guardian.inspectors.injection import InjectionInspector
 from guardian.inspectors.limits import LimitsInspector
 from guardian.inspectors.pii import PiiInspector
+from guardian.inspectors.poisoning import ToolPoisoningInspector
 from guardian.inspectors.schema_validation import SchemaValidationInspector
 from guardian.inspectors.secrets import SecretsInspector
 from guardian.inspectors.tool_access import ToolAccessInspector
@@ -278,6 +279,7 @@ def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> li
         SecretsInspector.name: SecretsInspector.from_options,
         PiiInspector.name: PiiInspector.from_options,
         InjectionInspector.name: InjectionInspector.from_options,
+        ToolPoisoningInspector.name: ToolPoisoningInspector.from_options,
         ArgumentInjectionInspector.name: partial(ArgumentInjectionInspector.from_options, catalog=catalog),
     }
     built: list[Inspector] = []

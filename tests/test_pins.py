@@ -667,23 +667,26 @@ class RugPull:
         self.config = directory / "config.json"
         self.config.write_text(json.dumps({
             "upstream_mcp_server": {"command": command},
-            "security": {"inspectors": {"pins": {"store": str(self.store), **pins}}},
+            # The v2 definitions are poisoned too; tool_poisoning would withhold them whatever pins say.
+            "security": {"inspectors": {
+                "pins": {"store": str(self.store), **pins}, "tool_poisoning": {"enabled": False},
+            }},
         }))
 
     def wrap_params(self) -> StdioServerParameters:
         return StdioServerParameters(command=sys.executable, cwd=REPO_ROOT,
-                                     args=["-m", "tests.support.pins_gateway", "wrap", str(self.config)])
+                                     args=["-m", "guardian", "wrap", "--config", str(self.config)])
 
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[str]:
         port = free_port()
-        argv = [sys.executable, "-m", "tests.support.pins_gateway", "serve", str(self.config), str(port)]
+        argv = [sys.executable, "-m", "guardian", "serve", "--config", str(self.config), "--port", str(port)]
         async with http_server_process(argv, port) as server:
             yield server.base_url
 
     async def cli(self, *argv: str) -> subprocess.CompletedProcess[bytes]:
-        """`guardian pins …` as its own process (the module entry point, until the CLI is wired)."""
-        return await anyio.run_process([sys.executable, "-m", "guardian.pins", *argv, "--store", str(self.store)],
+        """`guardian pins …` as its own process."""
+        return await anyio.run_process([sys.executable, "-m", "guardian", "pins", *argv, "--store", str(self.store)],
                                        cwd=REPO_ROOT, check=False)
 
 

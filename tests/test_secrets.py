@@ -415,8 +415,10 @@ async def test_profiles_and_action_override(
     profile: str, override: str | None, direction: str, expected: Action
 ) -> None:
     key_id = "AKIA" + body(16, UPPER_B32, seed=40)
-    security: dict[str, Any] = {"inspectors": {"secrets": {"action": override}}} if override else {}
-    guardian = Guardian({"security_profile": profile, "security": security})
+    inspectors: dict[str, Any] = {"pins": {"enabled": False}}  # enterprise holds never-listed tools
+    if override:
+        inspectors["secrets"] = {"action": override}
+    guardian = Guardian({"security_profile": profile, "security": {"inspectors": inspectors}})
     if direction == "server_to_client":
         decision = await guardian.inspect(tool_result(f"key {key_id}"), direction=direction, request=CALL)
     else:
