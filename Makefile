@@ -48,6 +48,7 @@ eval: install
 	$(PY) bench/eval_pii.py
 	$(PY) bench/eval_arguments.py
 	$(PY) bench/eval_injection.py
+	$(PY) bench/eval_poisoning.py
 	$(PY) bench/eval_e2e.py
 
 clean:
