@@ -39,8 +39,15 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check guardian tests examples bench
 	$(BIN)/mypy
 
+# Gateway vs direct in the same run: the relay, the security profiles, and each access-control piece.
 bench: install
 	$(PY) bench/relay_latency.py
+	$(PY) bench/profile_latency.py
+	$(PY) bench/auth_latency.py
+	$(PY) bench/bench_policy.py
+	$(PY) bench/bench_ratelimit.py
+	$(PY) bench/bench_pins.py
+	$(PY) bench/bench_schema.py
 
 # Detector accuracy on the labelled corpora in ../shared/corpus (precision/recall on the untuned split).
 eval: install
