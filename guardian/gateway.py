@@ -289,12 +289,22 @@ def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> li
         if settings is None or not settings.enabled:
             continue
         try:
-            built.append(build(settings.options))
+            built.append(build(_with_pin_store(config, name, settings.options)))
         except errors.ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
         raise errors.ConfigError(problems)
     return built
+
+
+def _with_pin_store(config: Config, name: str, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Shadowing checks read other wrapped servers' tool names from the pin store the pins
+    inspector uses (its `store`), and from none when pins are off."""
+    if name != ToolPoisoningInspector.name or "pin_store" in options:
+        return options
+    pins = config.security.inspectors.get(PinsInspector.name)
+    store = (pins.options.get("store") or "auto") if pins is not None and pins.enabled else False
+    return {**options, "pin_store": store}
 
 
 async def answer_first_request(

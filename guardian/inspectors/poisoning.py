@@ -26,6 +26,18 @@ upstream's tool, is flagged `shadowing`; the first server to list a name owns it
 server lists a name that an earlier server's description already referred to, that earlier
 tool is marked too (its listing has gone out, but calls to it are refused from then on).
 
+Wrapped servers run in separate processes (one `guardian wrap` per server in a desktop
+client's config) and share only the pin store (`guardian.pins`), which records every tool
+each upstream key listed, per tenant. With `pin_store`, the tools the store holds under
+*other* upstream keys of the same tenant (approved and still listed, or pending) count as
+another upstream's too. Ownership there goes by when each was first recorded: a name this
+upstream recorded earlier is its own; recorded in the same second, both servers are flagged
+(which came first is unknown). Upstreams this process has listed itself are judged by the
+in-process registry alone. Not across processes: the retroactive marking above, and a
+server taken out of the config, or renamed (its upstream key changes), keeps its names in
+the store until `guardian pins reset` forgets that upstream's pins: a server listing one of
+them later is flagged.
+
 Options (`security.inspectors.tool_poisoning.*`; defaults = the `standard` profile):
 
 - `action`: remove | block | warn (default remove; `redact` means remove; enterprise: block).
@@ -45,10 +57,17 @@ Options (`security.inspectors.tool_poisoning.*`; defaults = the `standard` profi
   they find is withheld and its calls refused too (default true).
 - `shared_registry`: share tool names and poisoned definitions with every other inspector in
   the process that sets it (default false: this gateway's upstreams only).
+- `pin_store`: also take other upstreams' tool names from a pin store file: `auto` (default:
+  the pins inspector's default store, `$MCP_GUARDIAN_PINS_FILE` or the XDG state path, read
+  when it exists), a path (set it to the pins inspector's `store` when that is not the
+  default), or false (off; null, like any unset option, means the default). Read-only: one
+  `stat` per listing, re-parsed only when the file changed.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -58,10 +77,14 @@ from typing import Any, Final, Self
 
 from guardian.content import Path, TextItem, format_path
 from guardian.decision import Action, Finding
+from guardian.errors import ConfigError
 from guardian.events import Direction, Event
 from guardian.inspectors import poisoning_rules as R
 from guardian.inspectors.options import Options
 from guardian.inspectors.poisoning_rules import DescriptionRules, TextScan, tool_key
+from guardian.pins.store import PinStore, PinStoreError, default_store_path
+
+logger = logging.getLogger("guardian.inspectors.poisoning")
 
 PROMPT_INJECTION: Final = "prompt_injection"
 INJECTION_KINDS: Final = frozenset(
@@ -118,6 +141,8 @@ class PoisoningPolicy:
     known_tools: tuple[str, ...] = ()
     injection_rules: bool = True
     shared_registry: bool = False
+    pin_store: str | None = "auto"
+    """`auto`, a path, or None (off); opened by `ToolPoisoningInspector.from_options`."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> PoisoningPolicy:
@@ -133,8 +158,16 @@ class PoisoningPolicy:
         known = read.strings("known_tools", ())
         injection = read.boolean("injection_rules", True)
         shared = read.boolean("shared_registry", False)
+        store = read.raw("pin_store", "auto")
+        if store is False:
+            store = None
+        elif isinstance(store, os.PathLike):
+            store = os.fspath(store)
+        if store is not None and not (isinstance(store, str) and store):
+            read.problem("pin_store", f"{store!r} is not auto, a path or false")
+            store = "auto"
         read.done()
-        return cls(action, frozenset(disabled), paths, known, injection, shared)
+        return cls(action, frozenset(disabled), paths, known, injection, shared, store)
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,21 +461,45 @@ def _injection_rules() -> Any:
 class ToolPoisoningInspector:
     """Poisoned tool/prompt/resource definitions and server instructions, and shadowing
     across upstreams. Options: `action` (remove | block | warn), `rules_disabled`,
-    `extra_sensitive_paths`, `known_tools`, `injection_rules`, `shared_registry` (see the module
-    docstring)."""
+    `extra_sensitive_paths`, `known_tools`, `injection_rules`, `shared_registry`, `pin_store` (see
+    the module docstring)."""
 
     name = "tool_poisoning"
 
-    def __init__(self, policy: PoisoningPolicy | None = None, registry: ToolRegistry | None = None) -> None:
+    def __init__(self, policy: PoisoningPolicy | None = None, registry: ToolRegistry | None = None,
+                 pin_store: PinStore | None = None) -> None:
+        """`pin_store`: other upstreams' tools are also read from it (`from_options` opens the
+        policy's; constructed directly, none unless given)."""
         self.policy = policy or PoisoningPolicy()
         self.checker = DefinitionChecker(self.policy)
         if registry is None:
             registry = shared_registry() if self.policy.shared_registry else ToolRegistry()
         self.registry = registry
+        self.pin_store = pin_store
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
-        return cls(PoisoningPolicy.from_options(options))
+        policy = PoisoningPolicy.from_options(options)
+        return cls(policy, pin_store=_open_pin_store(policy.pin_store))
+
+    def _foreign(self, upstream: str, tenant: str | None) -> dict[str, tuple[str, str]]:
+        """Tool key -> (where from, name) of the tools of other upstreams: this process's registry,
+        then the pin store's records of upstreams this process has not seen list."""
+        foreign = {k: (f"upstream {u}", n) for k, (u, n) in self.registry.foreign(upstream, tenant).items()}
+        if self.pin_store is None:
+            return foreign
+        self.pin_store.refresh()
+        recorded = self.pin_store.tool_names(tenant)
+        own = {tool_key(name): since for name, since in recorded.get(upstream, {}).items()}
+        for other, names in recorded.items():
+            if other == upstream or self.registry.tools(other, tenant) is not None:
+                continue
+            for name, since in names.items():
+                key = tool_key(name)
+                mine = own.get(key)
+                if key not in foreign and (mine is None or since <= mine):
+                    foreign[key] = (f"upstream {other}", name)
+        return foreign
 
     # -- calls to what was withheld ------------------------------------------------------------
 
@@ -492,7 +549,7 @@ class ToolPoisoningInspector:
                 by_entry.setdefault(path[2], []).append(item)
         fresh = not event.params.get("cursor")
         registered = self.registry.tools(upstream, tenant)
-        foreign = {k: (f"upstream {u}", n) for k, (u, n) in self.registry.foreign(upstream, tenant).items()}
+        foreign = self._foreign(upstream, tenant)
         if kind == "tool":
             names = {tool_key(e["name"]) for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
             earlier = set(registered or {}) if not fresh else set()
@@ -556,8 +613,7 @@ class ToolPoisoningInspector:
             return []
         session = event.session
         registered = self.registry.tools(session.upstream, session.tenant)
-        foreign = {k: (f"upstream {u}", n) for k, (u, n) in
-                   self.registry.foreign(session.upstream, session.tenant).items()}
+        foreign = self._foreign(session.upstream, session.tenant)
         context = Context(None, frozenset(registered) if registered is not None else None, foreign)
         findings: list[Finding] = []
         for item in texts:
@@ -575,6 +631,20 @@ class ToolPoisoningInspector:
                                             action=Action.BLOCK if self.policy.action == "block" else Action.WARN,
                                             path=item.path, excerpt=hit.excerpt))
         return findings
+
+
+def _open_pin_store(setting: str | None) -> PinStore | None:
+    """The pin store `pin_store` names; `auto` never fails (a bad default file is the pins
+    inspector's to report), a named file that is not a pin store is a configuration error."""
+    if setting is None:
+        return None
+    try:
+        return PinStore(default_store_path() if setting == "auto" else setting)
+    except PinStoreError as exc:
+        if setting == "auto":
+            logger.warning("tool_poisoning: not reading the pin store for shadowing: %s", exc)
+            return None
+        raise ConfigError([f"$.security.inspectors.{ToolPoisoningInspector.name}.pin_store: {exc}"]) from None
 
 
 def _message(rule: str) -> str:

@@ -190,6 +190,7 @@ class PinStore:
         """Bumped whenever the pins in memory change (a reload or a write)."""
         self._mutex = threading.Lock()
         """For embedders that write from worker threads: `refresh` skips while a write is under way."""
+        self._tool_names: tuple[int, dict[str | None, dict[str, dict[str, str]]]] = (-1, {})
         self._reload()
 
     # -- reading ----------------------------------------------------------------------------------
@@ -203,6 +204,33 @@ class PinStore:
 
     def entries(self) -> list[PinEntry]:
         return sorted(self._table.values(), key=_sort_key)
+
+    def tool_names(self, tenant: str | None) -> Mapping[str, Mapping[str, str]]:
+        """upstream -> tool name -> first recorded (ISO time), for the tenant's tools each upstream
+        lists now: approved and not removed, or pending. Does not re-read the file (call `refresh`);
+        computed once per `generation` and tenant, so asking again costs a dict lookup.
+
+        "First recorded" is the earlier of the approval and the pending sighting: for a pin taken on
+        first sight it is when the tool was first listed (a CLI approval moves it to approval time).
+        Treat the result as read-only.
+        """
+        generation, by_tenant = self._tool_names
+        if generation != self.generation:
+            by_tenant = {}
+            self._tool_names = (self.generation, by_tenant)
+        names = by_tenant.get(tenant)
+        if names is None:
+            names = {}
+            for (upstream, entry_tenant, kind, name), entry in self._table.items():
+                if kind != "tool" or entry_tenant != tenant:
+                    continue
+                times = [entry.pending.seen] if entry.pending is not None else []
+                if entry.approved is not None and entry.removed is None:
+                    times.append(entry.approved.at)
+                if times:
+                    names.setdefault(upstream, {})[name] = min(times)
+            by_tenant[tenant] = names
+        return names
 
     def refresh(self) -> bool:
         """Re-read the file if another process changed it; True if the pins changed.
