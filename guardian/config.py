@@ -21,6 +21,7 @@ import jsonschema
 import yaml
 
 from guardian.auth.settings import AuthSettings, TLSSettings
+from guardian.auth.upstream_oauth import UpstreamOAuth
 from guardian.errors import ConfigError
 from guardian.inspectors.limits import Limits
 from guardian.profiles import GENERIC_KEYS, load_profile
@@ -45,6 +46,8 @@ class UpstreamConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
+    oauth: UpstreamOAuth | None = None
+    """A URL upstream's OAuth 2.0 client credentials: the gateway's own bearer token upstream."""
 
     @property
     def key(self) -> str:
@@ -68,6 +71,9 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     tls: TLSSettings | None = None
+    rate_limit_http_status: Literal[200, 429] = 200
+    """HTTP status of a plain-JSON rate-limit refusal (429 adds `Retry-After`). 200 by default:
+    the TypeScript SDK client throws on non-2xx and loses the JSON-RPC error's code and data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +276,8 @@ def parse_upstream(value: str | Mapping[str, Any], transport: str | None = None)
         raise ConfigError(["$.upstream_mcp_server: transport 'stdio' needs a command, not a URL"])
     else:
         kind = "sse" if chosen == "sse" else "streamable-http"
+    if "oauth" in spec and url is None:
+        raise ConfigError(["$.upstream_mcp_server.oauth: needs a URL upstream, not a command"])
     optional = {k: spec[k] for k in ("connect_timeout", "read_timeout") if k in spec}
     return UpstreamConfig(
         transport=kind,
@@ -279,6 +287,7 @@ def parse_upstream(value: str | Mapping[str, Any], transport: str | None = None)
         env=dict(spec.get("env", {})),
         cwd=spec.get("cwd"),
         headers=dict(spec.get("headers", {})),
+        oauth=UpstreamOAuth.from_dict(spec["oauth"]) if "oauth" in spec else None,
         **optional,
     )
 

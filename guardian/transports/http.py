@@ -120,6 +120,7 @@ class StreamableHTTPSessions:
         server = guardian.config.server
         self.max_sessions = server.max_sessions
         self.idle_timeout = server.session_idle_timeout
+        self.rate_limit_status = server.rate_limit_http_status
         self._sessions: dict[str, HttpSession] = {}
         self._task_group: TaskGroup | None = None
         self.app = BodyLimit(self._route, guardian.config.security.limits.max_message_bytes, validate=True)
@@ -172,7 +173,7 @@ class StreamableHTTPSessions:
                 scope, receive, send
             )
             return
-        session = HttpSession(uuid4().hex, self.security, identity_of(scope))
+        session = HttpSession(uuid4().hex, self.security, identity_of(scope), self.rate_limit_status)
         self._sessions[session.session_id] = session
         assert self._task_group is not None
         self._task_group.start_soon(self._serve, session)

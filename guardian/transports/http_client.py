@@ -31,6 +31,7 @@ from mcp_types import JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPC
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from guardian import errors
+from guardian.auth.upstream_oauth import bearer_auth
 from guardian.config import UpstreamConfig
 from guardian.errors import describe
 from guardian.relay import ReadStream, WriteStream
@@ -241,7 +242,8 @@ async def http_upstream(config: UpstreamConfig) -> AsyncIterator[tuple[ReadStrea
     """A streamable HTTP upstream as the relay's stream pair."""
     timeout = httpx2.Timeout(config.read_timeout, connect=config.connect_timeout)
     inbox, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](64)
-    async with httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout) as client, \
+    auth = bearer_auth(config.oauth)  # the gateway's own token; a client's Authorization never comes here
+    async with httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout, auth=auth) as client, \
             anyio.create_task_group() as tg:
         upstream = _Upstream(config, client, inbox, tg)
         try:

@@ -17,6 +17,7 @@ has none open (as the spec allows, and as the SDK does).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import anyio
@@ -62,12 +63,18 @@ class HttpSession:
     """One session: a read stream of client messages for the relay, and HTTP handlers."""
 
     def __init__(
-        self, session_id: str, security: TransportSecurityMiddleware, identity: Identity | None = None
+        self,
+        session_id: str,
+        security: TransportSecurityMiddleware,
+        identity: Identity | None = None,
+        rate_limit_status: int = 200,
     ) -> None:
         self.session_id = session_id
         self._security = security
         self.identity = identity
         """Who opened the session (when authentication is on); only they may use it."""
+        self.rate_limit_status = rate_limit_status
+        """HTTP status of a plain-JSON `RATE_LIMITED` answer (`server.rate_limit_http_status`)."""
         self._inbound_send, self.read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](
             _CHANNEL_BUFFER
         )
@@ -201,7 +208,8 @@ class HttpSession:
                     continue
                 final = isinstance(message, JSONRPCResponse | JSONRPCError)
                 if final and not streaming:
-                    await _respond(send, 200, encode_message(message), self._headers(b"application/json"))
+                    status, extra = rate_limit_http(message, self.rate_limit_status)
+                    await _respond(send, status, encode_message(message), self._headers(b"application/json") + extra)
                     return
                 if not streaming:
                     if not sse_allowed:
@@ -269,6 +277,29 @@ async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> No
         if message["type"] == "http.disconnect":
             scope.cancel()
             return
+
+
+def rate_limit_http(message: JSONRPCMessage, status: int) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The HTTP status and extra headers for a plain-JSON answer: 429 + `Retry-After` for a
+    `RATE_LIMITED` error when `status` is 429, else 200 and none.
+
+    200 is the default (`server.rate_limit_http_status`) because the TypeScript SDK client
+    (1.x) throws on any non-2xx answer and drops the JSON-RPC body, so its callers would
+    lose the code and `retry_after`; the Python SDK reads the body at any status.
+    """
+    if status != 429 or not isinstance(message, JSONRPCError) or message.error.code != errors.RATE_LIMITED:
+        return 200, []
+    return 429, [(b"retry-after", str(retry_after_seconds(message)).encode())]
+
+
+def retry_after_seconds(message: JSONRPCError) -> int:
+    """`error.data.guardian.retry_after` as whole seconds for `Retry-After`: rounded up, at least 1."""
+    data = message.error.data
+    guardian = data.get("guardian") if isinstance(data, dict) else None
+    seconds = guardian.get("retry_after") if isinstance(guardian, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        return 1
+    return max(1, math.ceil(seconds))
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

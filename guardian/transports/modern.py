@@ -43,7 +43,7 @@ from guardian.decision import Action
 from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
 from guardian.transports.codec import DECODED_KEY, decode_message, encode_message, sse_frame
-from guardian.transports.http_session import PING_INTERVAL, cancel_on_disconnect
+from guardian.transports.http_session import PING_INTERVAL, cancel_on_disconnect, rate_limit_http
 from guardian.transports.upstream import http_headers
 from guardian.transports.upstream_pool import SharedUpstream, UpstreamPool
 
@@ -61,6 +61,13 @@ _SSE_HEADERS = [
 
 def _json_response(message: JSONRPCMessage, status: int = 200) -> Response:
     return Response(encode_message(message), status_code=status, media_type="application/json")
+
+
+def _answer_response(message: JSONRPCMessage, rate_limit_status: int) -> Response:
+    """A request's whole answer as JSON: a rate-limit refusal may be a 429 with `Retry-After`."""
+    status, headers = rate_limit_http(message, rate_limit_status)
+    return Response(encode_message(message), status_code=status, media_type="application/json",
+                    headers={k.decode(): v.decode() for k, v in headers})
 
 
 class ModernExchange:
@@ -132,13 +139,14 @@ class ModernExchange:
         send: Send,
     ) -> None:
         guardian = self.guardian
+        rate_limit_status = guardian.config.server.rate_limit_http_status
         event = Event(session, Direction.CLIENT_TO_SERVER, message)
         decision = await guardian.pipeline.run(event)
         if guardian.audit.wants(decision):
             guardian.audit.record(event, decision)
         if decision.action is Action.BLOCK:
             await guardian.pipeline.abandon(event)
-            await _json_response(decision.block_error(message.id))(scope, receive, send)
+            await _answer_response(decision.block_error(message.id), rate_limit_status)(scope, receive, send)
             return
         outbound = decision.patched if isinstance(decision.patched, JSONRPCRequest) else message
         assert self._pool is not None
@@ -170,7 +178,7 @@ class ModernExchange:
                                 await _sse_send(send, reply)
                                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                             else:
-                                await _json_response(reply)(scope, receive, send)
+                                await _answer_response(reply, rate_limit_status)(scope, receive, send)
                             break
                         if not streaming:
                             streaming = True

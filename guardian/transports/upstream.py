@@ -22,6 +22,7 @@ from mcp.shared.inbound import (
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import PROTOCOL_VERSION_META_KEY, JSONRPCMessage, JSONRPCRequest
 
+from guardian.auth.upstream_oauth import bearer_auth
 from guardian.config import UpstreamConfig
 from guardian.errors import UpstreamStartError, describe
 from guardian.relay import ReadStream, WriteStream
@@ -51,6 +52,7 @@ async def open_upstream(
                 headers=dict(config.headers),
                 timeout=config.connect_timeout,
                 sse_read_timeout=config.read_timeout,
+                auth=bearer_auth(config.oauth),
             )
             streams = await transport.__aenter__()
         except Exception as exc:
