@@ -9,6 +9,7 @@ deliberately broken) Luhn check digit from a brand prefix.
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,12 +26,18 @@ from guardian.inspectors import pii_model
 from guardian.inspectors.pii import (
     DEFAULT_ENTITIES,
     ENTITIES,
+    STRUCTURED,
+    Boundaries,
     PiiDetector,
     PiiInspector,
     PiiSpan,
+    Scanner,
     analyzer,
+    candidate_windows,
     excerpt_of,
     merge,
+    safe_end,
+    safe_start,
 )
 from guardian.inspectors.pii_recognizers import luhn
 from guardian.pipeline import Pipeline
@@ -165,6 +172,127 @@ def test_long_strings_are_analysed_in_chunks_with_exact_offsets() -> None:
         ("EMAIL_ADDRESS", "ops@example.org"),
         ("PHONE_NUMBER", "+44 20 7946 0958"),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows: presidio reads only the parts of a string where an entity can be, with the results
+# it gives for the whole string
+
+PROSE = [
+    "The nightly import finished in 12 minutes and 5 seconds, about 3% faster than on Monday.",
+    "Version 2.7.1 of the exporter fixes the retry loop reported by the payments team.",
+    "The queue held 1,204,331 messages at peak and drained within 40 minutes.",
+    "Median latency is 87 ms for reads and 131 ms for writes across 6 regions.",
+    "See https://docs.example.net/ops/queue for the updated runbook before the 21st.",
+    "Error rates stayed at 0.04% while traffic grew by 17% week over week.",
+    "Two of the nine canaries were paused while the schema migration ran at 02:30.",
+    "Disk use on the build hosts fell from 81% to 64% after the cache was pruned.",
+    "We will retire the v1 endpoints once the last client moves off them in Q3.",
+    "The design review is booked for the 14th; bring the capacity plan for 2025.",
+]
+TRICKY = [
+    "1 2 3 4 5 6 7 8 9 10 11 12 13", "the of and to in a is it the of and to in", "Phone: the the the",
+    "see the:1 and of:2", "cAll", "call", "Tel: +1-202-555-0143", "4567 8901 - office", "(0) (20)",
+    "GB82 WEST 1234 5698 7654 32", "version 10.2.0.1", "::a:b", "postgres://u:p@db.example.com/x",
+]
+
+
+def whole_string(detector: PiiDetector, text: str) -> tuple[PiiSpan, ...]:
+    """presidio over the whole string: what `find` must return for a string that passes the gates."""
+    engine = analyzer(detector.entities, detector.regions)
+    results = engine.analyze(text, language="en", entities=sorted(detector.entities),
+                             score_threshold=detector.min_score)
+    return tuple(merge(PiiSpan(r.entity_type, r.start, r.end, float(r.score)) for r in results))
+
+
+def mixed_document(rng: random.Random, size: int) -> str:
+    pool = [text for text, _ in CASES] + HARD_NEGATIVES + PROSE * 3 + TRICKY
+    parts: list[str] = []
+    while sum(map(len, parts)) < size:
+        parts.append(rng.choice(pool))
+        parts.append(rng.choice([" ", " ", " ", "\n", "  ", "\t", "", ": ", " - ", "\n\n"]))
+    return "".join(parts)
+
+
+@pytest.mark.parametrize(("entities", "min_score"), [(DEFAULT_ENTITIES, 0.5), (ENTITIES, 0.5), (STRUCTURED, 0.0)],
+                         ids=["standard", "with-person", "threshold-0"])
+def test_windows_give_the_whole_string_results(entities: tuple[str, ...], min_score: float) -> None:
+    rng = random.Random(20240611)
+    detector = PiiDetector(entities, min_score=min_score, cache_size=0)
+    found = 0
+    for _ in range(12):
+        text = mixed_document(rng, rng.choice([300, 1500, 4096, 6000]))
+        expected = whole_string(detector, text)
+        assert detector.find(text) == expected, text
+        found += len(expected)
+    assert found > 50  # the documents do hold PII
+
+
+FAR = " Nothing else happened during the rest of the quarter." * 40  # ~2,200 characters
+
+
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [
+        # Stop words are no keywords: "Phone" is in context however far back it is.
+        ("Phone: " + "of the and to in " * 30 + "4567 8901." + FAR, True),
+        # ... unless a colon lemma anywhere in the string lists "the" as a keyword (presidio
+        # keeps one keyword list per text): then the five keywords before the number are "the".
+        ("Phone " + "the " * 6 + "4567 8901." + FAR, True),
+        ("Phone " + "the " * 6 + "4567 8901." + FAR + " see the:1", False),
+        # "cAll" is a stop word, "call" is not: "cAll" counts only if "call" is in the string.
+        ("cAll 4567 8901." + FAR, False),
+        ("cAll 4567 8901." + FAR + " Please call back.", True),
+    ],
+)
+def test_context_that_depends_on_the_rest_of_the_string(text: str, phone: bool) -> None:
+    detector = PiiDetector(cache_size=0)
+    found = detector.find(text)
+    assert found == whole_string(detector, text)
+    assert [s.entity for s in found] == (["PHONE_NUMBER"] if phone else [])
+
+
+def test_prose_with_numbers_costs_only_the_scan() -> None:
+    """Version numbers and amounts pass the gates (as before) but seed no window."""
+    text = " ".join(PROSE * 6)
+    detector = PiiDetector(cache_size=0)
+    passes, regions = Scanner(detector.entities).scan(text)
+    assert passes and regions == []
+    assert detector.find(text) == () == whole_string(detector, text)
+    with_email = text + " Questions to ops@example.net please. " + text
+    windows = candidate_windows(with_email, Scanner(detector.entities).scan(with_email)[1], 128, 32,
+                                Boundaries.of(detector.entities))
+    assert len(windows) == 1 and windows[0][1] - windows[0][0] < 400
+    assert [s.entity for s in detector.find(with_email)] == ["EMAIL_ADDRESS"]
+
+
+def test_scan_agrees_with_its_definitions() -> None:
+    """The scan reads runs of digits instead of running the gate and seed patterns; it must
+    say what they say, for every entity subset."""
+    rng = random.Random(7)
+    alphabets = ["0123456789" * 4 + " .-()/", "0123456789" * 2 + " .-:abAB\u0131\u017f\u212a@",
+                 "0123456789abcdef:. @\n"]
+    for _ in range(3000):
+        scanner = Scanner(frozenset(rng.sample(sorted(STRUCTURED), rng.randint(1, 6))))
+        alphabet = rng.choice(alphabets)
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        fast, defined = scanner.scan(text), scanner.by_definition(text)
+        assert fast[0] == defined[0] and sorted(set(fast[1])) == sorted(set(defined[1])), text
+
+
+@pytest.mark.parametrize(("kind", "entity", "label"), [
+    ("PHONE_NUMBER", "+44 (0) 20 7946 0958", ""), ("PHONE_NUMBER", "4567 8901", " - office"),
+    ("CREDIT_CARD", "4111 1111 1111 1111", ""), ("US_SSN", "536 22 8019", ""),
+    ("IBAN_CODE", "GB82 WEST 1234 5698 7654 32", ""), ("IBAN_CODE", "GB33 BUKB ABCD 2020 1555 55", ""),
+])
+def test_window_edges_never_cut_an_entity(kind: str, entity: str, label: str) -> None:
+    """Nor, for a window's end, the label the phone recognizer reads after a number."""
+    text = f"Some words before it, then {entity}{label} and some words after it."
+    start = text.index(entity)
+    rules = Boundaries.of(frozenset({kind}))
+    for position in range(len(text) + 1):
+        assert not start < safe_start(text, position, rules) < start + len(entity)
+        assert not start < safe_end(text, position, rules) < start + len(entity) + len(label)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ netmasks and version numbers); three are replaced:
 
 Context words match whole words, through the shipped pipeline's lemmas ("Phones:" -> phone):
 presidio's default substring match lets "ring" fire inside "string" and "tel" inside "hotel".
-Its enhancer is also made linear in the text (see `LinearContextEnhancer`).
+Its enhancer is also made linear in the text (see `LinearContextEnhancer`), and can score
+results found in windows of a text as presidio scores them in the whole text
+(`WindowArtifacts`, `analyze_windows`; `pii.PiiDetector` chooses the windows).
 
 This module imports presidio, so `guardian.inspectors.pii` imports it lazily.
 """
@@ -47,7 +49,7 @@ from presidio_analyzer import (  # noqa: E402
     RecognizerRegistry,
     RecognizerResult,
 )
-from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer  # noqa: E402
+from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer, LemmaContextAwareEnhancer  # noqa: E402
 from presidio_analyzer.nlp_engine import NlpArtifacts  # noqa: E402
 from presidio_analyzer.predefined_recognizers import (  # noqa: E402
     EmailRecognizer,
@@ -479,6 +481,206 @@ def name_gate(text: str, names: pii_model.Names) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# Windows: presidio over the parts of a text where an entity can be (see `pii.candidate_windows`)
+
+
+class WindowTooSmall(Exception):
+    """A context walk reached a window's edge with more text beyond it: analyse a wider window."""
+
+
+class NeedWholeText(Exception):
+    """A keyword test depends on tokens outside the windows ("cAll" is a stop word, "call" a
+    context word, and presidio's keyword list is one per text): analyse the whole text."""
+
+
+_WHITESPACE = re.compile(r"\s")
+
+
+class WindowArtifacts(NlpArtifacts):
+    """presidio's NLP artifacts for windows of `text` joined by newlines, for context scores
+    equal to those presidio gives over the whole text. presidio lemmatizes and keyword-filters
+    every token although context scoring reads a few per result; here only spaCy's tokenizer
+    runs (the shipped pipeline's other step is a lookup lemmatizer, emulated per token) and a
+    token's lemma and keyword status are worked out when a context walk reaches it, by
+    presidio's rules:
+
+    - a lemma is a keyword if it passes presidio's filter (no stop word, punctuation, "be",
+      "-PRON-"), or if any other token of the text contributes it: a lemma with a colon
+      contributes its parts ("https://x" gives "https"), and a case variant that passes
+      contributes the lower-case form (the context words un-stopped in `analyzer`);
+    - a walk that would cross a window's edge into text that is not in the windows raises
+      `WindowTooSmall`, so a window result is either presidio's or not returned at all.
+
+    Windows start after, and end before, whitespace: spaCy tokenizes each run of non-space
+    characters on its own, so a window's tokens are the whole text's tokens.
+    """
+
+    def __init__(self, nlp_engine: Any, text: str, windows: Sequence[tuple[int, int]]) -> None:
+        self.text = text
+        self.windows = list(windows)
+        self.joined = "\n".join(text[start:end] for start, end in self.windows)
+        nlp = nlp_engine.get_nlp("en")
+        self._tokenizer = nlp.tokenizer
+        self._table = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_lookup")
+        doc = self._tokenizer(self.joined)
+        indices: list[int] = doc.to_array("IDX").tolist()
+        super().__init__(entities=[], tokens=doc, tokens_indices=indices, lemmas=[], nlp_engine=nlp_engine,
+                         language="en")
+        # Per window: its offset in `joined`, its first token, and (last token + 1, text before
+        # it, text after it).
+        self.offsets: list[int] = []
+        self.firsts: list[int] = []
+        self.bounds: list[tuple[int, bool, bool]] = []
+        offset = 0
+        for start, end in self.windows:
+            self.offsets.append(offset)
+            self.firsts.append(bisect.bisect_left(indices, offset))
+            self.bounds.append((bisect.bisect_left(indices, offset + end - start), start > 0, end < len(text)))
+            offset += end - start + 1
+        self._keywords: dict[int, str | None] = {}
+        self._passes: dict[str, bool] = {}
+        self._others: dict[str, bool] = {}
+        self._runs: list[str] | None = None
+        self._run_parts: dict[str, frozenset[str]] = {}
+
+    def to_text(self, position: int) -> int:
+        """A position in `joined` as a position in `text`."""
+        index = bisect.bisect_right(self.offsets, position) - 1
+        return self.windows[index][0] + position - self.offsets[index]
+
+    def context(self, index: int, before: int, after: int) -> list[str]:
+        """presidio's `_extract_surrounding_words` from token `index`: `before` + 1 keywords
+        walking back, `after` + 1 walking forward, the token itself included in both."""
+        window = bisect.bisect_right(self.firsts, index) - 1
+        first = self.firsts[window]
+        last, text_before, text_after = self.bounds[window]
+        return self._walk(index, before, -1, first, last, text_before) + self._walk(
+            index, after, 1, first, last, text_after)
+
+    def _walk(self, index: int, count: int, step: int, first: int, last: int, open_edge: bool) -> list[str]:
+        words: list[str] = []
+        remaining = count + 1
+        i = index
+        while first <= i < last and remaining > 0:
+            word = self._keyword(i)
+            if word is not None:
+                words.append(word)
+                remaining -= 1
+            i += step
+        if remaining > 0 and open_edge:
+            raise WindowTooSmall
+        return words
+
+    def _keyword(self, index: int) -> str | None:
+        """Token `index`'s lower-case lemma if presidio's keyword list holds it, else None."""
+        if index in self._keywords:
+            return self._keywords[index]
+        text = self.tokens[index].text
+        lemma: str = self._table.get(text, text)
+        lower = lemma.lower()
+        if self._filter(lemma):
+            word = None if ":" in lower else lower  # a lemma with a colon is listed as its parts only
+        else:
+            contributed = self._others.get(lemma)
+            if contributed is None:
+                contributed = self._others[lemma] = self._contributed(lemma, lower)
+            word = lower if contributed else None
+        self._keywords[index] = word
+        return word
+
+    def _filter(self, lemma: str) -> bool:
+        """presidio's keyword filter (`NlpArtifacts.set_keywords`)."""
+        passes = self._passes.get(lemma)
+        if passes is None:
+            engine = self.nlp_engine
+            passes = self._passes[lemma] = (
+                not engine.is_stopword(lemma, "en") and not engine.is_punct(lemma, "en")
+                and lemma != "-PRON-" and lemma != "be"
+            )
+        return passes
+
+    def _contributed(self, lemma: str, lower: str) -> bool:
+        """Whether another token of the text puts `lower` on the keyword list, `lemma` failing
+        the filter itself."""
+        # Case variants differ only where `analyzer` un-stopped a context word ("call", "Call",
+        # "CALL" but not "cALL") and for "-PRON-": rare, and deciding it takes every token.
+        if any(self._filter(form) for form in (lower, lower.capitalize(), lower.upper()) if form != lemma):
+            raise NeedWholeText
+        if ":" in lower:
+            return False  # the list holds colon lemmas' parts, never a colon
+        return any(lower in self._parts(run) for run in self._colon_runs()
+                   if not run.isascii() or lower in run.lower())  # ASCII: a part is a substring
+
+    def _colon_runs(self) -> list[str]:
+        """The runs of non-space characters of the whole text that hold a colon."""
+        if self._runs is None:
+            runs: list[str] = []
+            text = self.text
+            colon = text.find(":")
+            while colon >= 0:
+                start = colon
+                while start > 0 and not text[start - 1].isspace():
+                    start -= 1
+                space = _WHITESPACE.search(text, colon)
+                end = space.start() if space else len(text)
+                runs.append(text[start:end])
+                colon = text.find(":", end)
+            self._runs = runs
+        return self._runs
+
+    def _parts(self, run: str) -> frozenset[str]:
+        """Parts of the colon lemmas in `run` that pass the filter (spaCy tokenizes each run of
+        non-space characters on its own, so the run alone tokenizes as in the text)."""
+        parts = self._run_parts.get(run)
+        if parts is None:
+            found: set[str] = set()
+            for token in self._tokenizer(run):
+                lemma = self._table.get(token.text, token.text)
+                if ":" in lemma and self._filter(lemma):
+                    found.update(lemma.lower().split(":"))
+            parts = self._run_parts[run] = frozenset(found)
+        return parts
+
+
+def windows_supported(nlp_engine: Any) -> bool:
+    """Whether `WindowArtifacts` reproduces this pipeline: tokenizer plus a lookup lemmatizer
+    whose lemmas hold no colon (the shipped one)."""
+    nlp = nlp_engine.get_nlp("en")
+    if nlp.pipe_names != ["lemmatizer"] or nlp.get_pipe("lemmatizer").mode != "lookup":
+        return False
+    return not any(":" in lemma for lemma in nlp.get_pipe("lemmatizer").lookups.get_table("lemma_lookup").values())
+
+
+def analyze_windows(engine: Any, text: str, windows: Sequence[tuple[int, int]], entities: list[str],
+                    min_score: float) -> list[RecognizerResult]:
+    """presidio's results for `text`, found by analysing only `windows` (all in one call, joined
+    by newlines: no pattern crosses a newline). Raises `WindowTooSmall` or `NeedWholeText`
+    where that might differ from analysing the whole text."""
+    artifacts = WindowArtifacts(engine.nlp_engine, text, windows)
+    results: list[RecognizerResult] = engine.analyze(artifacts.joined, language="en", entities=entities,
+                                                     score_threshold=min_score, nlp_artifacts=artifacts)
+    for result in results:
+        start = artifacts.to_text(result.start)
+        result.end = start + result.end - result.start
+        result.start = start
+    return results
+
+
+def person_results(text: str, min_score: float) -> list[RecognizerResult]:
+    """What presidio returns for PERSON on `text`: the name recognizer declares no context, and
+    presidio's duplicate removal is per entity type, so no other recognizer changes these."""
+    found = [RecognizerResult("PERSON", start, end, score) for start, end, score in find_names(text, pii_model.names())]
+    kept: list[RecognizerResult] = EntityRecognizer.remove_duplicates([r for r in found if r.score >= min_score])
+    return kept
+
+
+def presidio_order(results: Iterable[RecognizerResult]) -> list[RecognizerResult]:
+    """The order `AnalyzerEngine.analyze` returns results in (its duplicate removal's two sorts)."""
+    by_type = sorted(results, key=lambda r: (str(r.entity_type), r.start, -(r.end - r.start), -r.score))
+    return sorted(by_type, key=lambda r: (-r.score, r.start, -(r.end - r.start)))
+
+
+# ---------------------------------------------------------------------------------------------
 # The engine
 
 
@@ -491,6 +693,8 @@ class LinearContextEnhancer(LemmaContextAwareEnhancer):
     def enhance_using_context(self, text: str, raw_results: list[RecognizerResult], nlp_artifacts: NlpArtifacts,
                               recognizers: list[EntityRecognizer], context: list[str] | None = None
                               ) -> list[RecognizerResult]:
+        if isinstance(nlp_artifacts, WindowArtifacts):
+            return self._enhance_in_place(text, raw_results, nlp_artifacts, recognizers, context)
         if nlp_artifacts is not None and isinstance(nlp_artifacts.keywords, list):
             # A set where presidio keeps a list: it only ever tests membership.
             nlp_artifacts.keywords = frozenset(nlp_artifacts.keywords)  # type: ignore[assignment]
@@ -498,6 +702,39 @@ class LinearContextEnhancer(LemmaContextAwareEnhancer):
             text, raw_results, nlp_artifacts, recognizers, context
         )
         return results
+
+    def _enhance_in_place(self, text: str, results: list[RecognizerResult], artifacts: WindowArtifacts,
+                          recognizers: list[EntityRecognizer], context: list[str] | None) -> list[RecognizerResult]:
+        """presidio's `enhance_using_context` loop, minus its deep copy of every result (a third
+        of context scoring on text dense with PII): these results are fresh from the recognizers
+        and nothing else holds them."""
+        by_id = {recognizer.id: recognizer for recognizer in recognizers}
+        extra = [word.lower() for word in context] if context else []
+        key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+        for result in results:
+            metadata = result.recognition_metadata
+            recognizer = by_id.get(metadata[key]) if metadata and key in metadata else None
+            if not recognizer or not recognizer.context:
+                continue
+            if metadata.get(RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY):
+                continue
+            words = self._extract_surrounding_words(artifacts, text[result.start : result.end], result.start)
+            words.extend(extra)
+            supportive = self._find_supportive_word_in_context(words, recognizer.context, self.context_matching_mode)
+            if supportive != "":
+                result.score += self.context_similarity_factor
+                result.score = max(result.score, self.min_score_with_context_similarity)
+                result.score = min(result.score, ContextAwareEnhancer.MAX_SCORE)
+                result.analysis_explanation.set_supportive_context_word(supportive)
+                result.analysis_explanation.set_improved_score(result.score)
+        return list(results)
+
+    def _extract_surrounding_words(self, nlp_artifacts: NlpArtifacts, word: str, start: int) -> list[str]:
+        if not isinstance(nlp_artifacts, WindowArtifacts):
+            words: list[str] = super()._extract_surrounding_words(nlp_artifacts, word, start)
+            return words
+        index = self._find_index_of_match_token(word, start, nlp_artifacts.tokens, nlp_artifacts.tokens_indices)
+        return list(set(nlp_artifacts.context(index, self.context_prefix_count, self.context_suffix_count)))
 
     @staticmethod
     def _find_index_of_match_token(word: str, start: int, tokens: Any, tokens_indices: list[int]) -> int:
