@@ -1,6 +1,7 @@
 """Accuracy and speed of the prompt-injection inspector on the labelled corpora.
 
     python bench/eval_injection.py [--corpus ../shared/corpus] [--per-category] [--threshold 0.5]
+    python bench/eval_injection.py --check-gate   # the rules' gate changes no match (all corpora)
 
 Rows are split 80/20 by sha256(id) (`int(hexdigest, 16) % 100 < 20` = test). Rules and the
 classifier were tuned and trained on the 80 % only (bench/train_injection.py); the 20 % is
@@ -18,6 +19,9 @@ as flagged when a finding asks for the configured action (WARN-level findings do
 BIPIA reuses one payload in several contexts, so the indirect test rows whose payload also
 occurs in the tune split are reported apart from those whose payload is new.
 Text of the corpora is never printed: only ids, categories and counts.
+
+Speed is the cost of computing a verdict: the inspectors here remember nothing
+(`cache_size=0`); what a string seen again costs (the content-hash cache) is a line of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +44,9 @@ from mcp_types import JSONRPCRequest, JSONRPCResponse  # noqa: E402
 
 from guardian.decision import Action  # noqa: E402
 from guardian.events import Direction, Event, SessionInfo  # noqa: E402
-from guardian.inspectors.injection import InjectionInspector, InjectionPolicy  # noqa: E402
+from guardian.inspectors.injection import InjectionInspector, InjectionPolicy, match_rules  # noqa: E402
 from guardian.inspectors.injection_model import shipped_model  # noqa: E402
+from guardian.normalize import normalize  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
 SESSION = SessionInfo(session_id="eval", transport="library", upstream="-")
@@ -100,11 +106,35 @@ def line(name: str, m: dict[str, float]) -> str:
 HEADER = f"{'group':<44} {'n':>5} {'pos':>4} {'neg':>4} {'prec':>6} {'recall':>6} {'f1':>6} {'fpr':>6}"
 
 
-def inspector(mode: str, threshold: float) -> InjectionInspector:
+def inspector(mode: str, threshold: float, cache_size: int = 0) -> InjectionInspector:
     options: dict[str, Any] = {"surfaces": ALL, "classifier_surfaces": ALL, "threshold": threshold,
                                "warn_threshold": None, "rules_enabled": mode != "classifier",
                                "classifier_enabled": mode != "rules"}
-    return InjectionInspector(InjectionPolicy.from_options(options))
+    return InjectionInspector(InjectionPolicy.from_options(options), cache_size=cache_size)
+
+
+GATE_FILES = ("prompt_injection_direct.jsonl", "prompt_injection_indirect.jsonl", "mcp_tool_poisoning.jsonl",
+              "pii_sentences.jsonl", "tool_args_injection.jsonl")
+
+
+def check_gate(corpus: Path) -> int:
+    """Every rule over every row of every corpus, with the gate and as a full scan of each
+    pattern (original and normalised text, as from a server and from the client): the same
+    matches, or the ids where they differ."""
+    differ: list[str] = []
+    calls = matches = 0
+    for name in GATE_FILES:
+        for row in load(corpus / name):
+            for text in {row["text"], normalize(row["text"])}:
+                for from_server in (True, False):
+                    gated = match_rules(text, from_server=from_server)
+                    calls += 1
+                    matches += len(gated)
+                    if gated != match_rules(text, from_server=from_server, gated=False):
+                        differ.append(f"{name} {row['id']} from_server={from_server}")
+    print(f"rule gate: {calls} texts x rules, {matches} matches; differing from a full scan: {len(differ)}")
+    print("\n".join(differ))
+    return 1 if differ else 0
 
 
 def flagged(check: Callable[[Event], list[Any]], event: Event) -> int:
@@ -128,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.5, help="classifier threshold (0.5 = standard)")
     parser.add_argument("--split", choices=["test", "tune"], default="test")
     parser.add_argument("--misses", action="store_true", help="ids/categories of errors on the chosen split")
+    parser.add_argument("--check-gate", action="store_true", help="compare the rules' gate with full scans, only")
     args = parser.parse_args(argv)
     files = {
         "direct": (args.corpus / "prompt_injection_direct.jsonl", argument_event),
@@ -137,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if not files["direct"][0].exists():
         print(f"corpus not found: {args.corpus} (pass --corpus DIR); nothing to evaluate")
         return 0
+    if args.check_gate:
+        return check_gate(args.corpus)
     started = time.process_time()
     shipped_model()
     print(f"model load: {(time.process_time() - started) * 1000:.0f} ms (numpy already imported)")
@@ -199,15 +232,24 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         elapsed, size = timing[mode]
         print(f"  {mode:<11} {elapsed * 1000 / (size / 1024):.3f} ms per KB ({size / 1024:.0f} KB)")
-    print("one benign tool result of a given size (clean test-split contexts joined), median of 30:")
+    print("one benign tool result of a given size (clean test-split contexts joined), median of 30;")
+    print("building the event includes normalising its text (0.1 ms/KB here: the text is not ASCII):")
     clean = "\n".join(r["text"] for r in load(files["indirect"][0])
                       if split_of(str(r["id"])) == "test" and int(r["label"]) == 0)
     model = shipped_model()
     for kb in (1, 4, 16):
         text = clean[: kb * 1024]
-        cost = {mode: median_cost(lambda m=mode, t=text: checks[m](result_event(t))) for mode in modes}
-        cost["model only"] = median_cost(lambda t=text: model.score_chunks(t, "indirect", clean=True))
+        cost = {mode: median_cost(partial(lambda m, t: checks[m](result_event(t)), mode, text)) for mode in modes}
+        cost["model only"] = median_cost(partial(model.score_chunks, text, "indirect", clean=True))
+        built = result_event(text)
+        built.normalized_texts()  # in the gateway, shared by every inspector of the message
+        cost["combined on a built event"] = median_cost(partial(checks["combined"], built))
         print(f"  {kb:>2} KB: " + ", ".join(f"{k} {v:.3f} ms" for k, v in cost.items()))
+    remembering = inspector("combined", args.threshold, cache_size=64)
+    text = clean[: 4 * 1024]
+    remembering.check(result_event(text))
+    again = median_cost(lambda: remembering.check(result_event(text)))
+    print(f"   4 KB seen again (content-hash cache; the event is still built each time): combined {again:.3f} ms")
     if misses:
         print("\nerrors (combined):")
         print("\n".join(misses))

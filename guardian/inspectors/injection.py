@@ -12,15 +12,22 @@ full-width and look-alike letters undone):
    and the like), addressed_to_model ("if you are an AI..."), concealment ("do not tell the
    user", eight languages too), exfiltration (placeholders in link/image URLs, "send the
    API keys to https://..."), tool_invocation ("you must now call transfer_funds"),
-   response_manipulation ("in your reply, ..."), prompt_extraction and jailbreak. One
-   Aho-Corasick pass over the text finds which rules' keywords occur at all; only those run.
+   response_manipulation ("in your reply, ..."), prompt_extraction and jailbreak.
    response_manipulation and tool_invocation apply to text from servers only: a user may
-   well say how to answer and which tool to use.
+   well say how to answer and which tool to use. No regex runs over the whole text: one
+   Aho-Corasick pass finds the literal strings that each rule's matches must contain and
+   begin with (read off the patterns themselves, see "The gate"), and a rule is tried only
+   where a match could begin, with exactly the matches a full scan would give.
 2. A classifier trained here that ships in the package (`injection_model.py`, trained by
    `bench/train_injection.py`, model card `guardian/data/injection_model.md`): hashed
    n-grams and logistic regression, numpy only at run time. Text from servers is scored one
    sentence at a time by its `indirect` head, text from the client a few sentences at a time
    by its `direct` head; a text scores as its worst chunk.
+
+The classifier scores the sentences of all the strings of a message in one batch of array
+operations, and what a string yielded (both layers) is remembered by its SHA-256 in a bounded
+LRU (`cache_size`, constructor only; strings of 64 characters and more): a tool result or
+description seen again costs the hash.
 
 A finding names the sentences it is about: `span` is in the original string (for the rare
 obfuscated text whose offsets changed on normalising, the window of sentences that matched),
@@ -45,7 +52,7 @@ Options (`security.inspectors.prompt_injection.*`; defaults = the `standard` pro
 - `warn_threshold`: a lower score that yields a WARN finding (default 0.35, or `threshold` if
   that is lower; null = none).
 - `max_classifier_chars`: the classifier reads at most this many characters per message
-  (default 262144); the rules read everything. Bounds the inline cost (~0.25 ms per KB).
+  (default 262144); the rules read everything. Bounds the inline cost (~0.1 ms per KB).
 
 Profiles: basic: not enabled. standard: the defaults. enterprise: every surface but
 descriptions, the classifier on all of them, threshold 0.4, warn_threshold 0.2 (measured:
@@ -54,20 +61,26 @@ client text recall 0.926 -> 0.938 for FPR 1.2 % -> 1.8 %; lower thresholds add F
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Self
 
 import ahocorasick
+import numpy as np
 
+from guardian.content import TextItem
 from guardian.decision import Action, Finding
 from guardian.events import Direction, Event, Surface
 from guardian.inspector import EveryMessage
 from guardian.inspectors.injection_model import (
     HEAD_TARGETS,
     RULE_TARGET,
-    ChunkScore,
     InjectionModel,
     pack,
     segments,
@@ -89,9 +102,8 @@ Confirm = Callable[[str, "re.Match[str]"], bool]
 @dataclass(frozen=True, slots=True)
 class Rule:
     kind: str
-    keywords: tuple[str, ...]
-    """Lower-case substrings of the normalised text, one of which must occur (the gate)."""
     pattern: re.Pattern[str]
+    """Run on the lower-cased text; the gate that decides where it runs is read off it (below)."""
     server_only: bool = False
     """Only for text from servers: a user may well say how to answer or which tool to use."""
     confirm: Confirm | None = None
@@ -130,8 +142,6 @@ RULES: Final[tuple[Rule, ...]] = (
     # -- instruction overrides ----------------------------------------------------------------
     Rule(
         "instruction_override",
-        ("ignor", "disregard", "forget", "overrid", "overwrit", "bypass", "abandon", "discard", "neglect",
-         "set aside", "skip", "follow", "obey", "heed"),
         _rx(
             _EN_OVERRIDE_VERB + r"\b" + _GAP + r"\b" + _EN_PRIOR + r"\b" + _GAP + r"\b" + _EN_ORDERS + r"\b"
             r"|(?:ignore|disregard|forget|override|bypass|abandon|discard)\s+(?:all\s+(?:of\s+)?)?your\s+"
@@ -141,7 +151,6 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "instruction_override",
-        ("ignor", "disregard", "forget"),
         _rx(
             r"(?:ignore|disregard|forget)\s+(?:everything|all(?:\s+of\s+it)?|anything|what)\s*"
             r"(?:(?:that\s+)?(?:you\s+)?(?:were|was|have\s+been|'ve\s+been|had\s+been)\s+(?:told|said|given|written)\s*)?"
@@ -150,7 +159,6 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "instruction_override",
-        ("instruction", "task", "objective", "goal", "from now on", "no longer", "directive", "orders"),
         _rx(
             r"(?:new|updated|revised|real|actual|true|secret|hidden)\s+(?:instructions?|directives?|task|objective|"
             r"goal|orders)\s*(?::|\bare\b|\bis\b|\bfollow\b)"
@@ -162,10 +170,6 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "instruction_override",
-        ("instrucci", "instrucoes", "instruções", "istruzioni", "instructions", "consignes", "anweisung", "befehl",
-         "regeln", "vorgaben", "инструкц", "указан", "команд", "правил", "指令", "指示", "说明", "說明", "命令",
-         "规则", "規則", "提示", "要求", "设定", "設定", "ルール", "プロンプト", "directives", "indicazioni",
-         "direttive", "regole", "règles", "orientações", "instruktionen"),
         _rx(
             # es
             r"(?:ignora|ignore|ignoren|ignorad|olvida|olvide|olviden|descarta|descarte|omite|omita|"
@@ -201,8 +205,6 @@ RULES: Final[tuple[Rule, ...]] = (
     # -- role / system markers ----------------------------------------------------------------
     Rule(
         "role_marker",
-        ("<|", "[inst", "[/inst", "<<sys", "<</sys", "<start_of_turn", "<end_of_turn", "<system", "</system", "<sys>",
-         "</user", "</human"),
         _rx(
             r"<\|\s*(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id|"
             r"begin_of_text|end_of_text|channel|message|start|end|im_sep)\s*\|>"
@@ -213,8 +215,6 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "role_marker",
-        ("system", "assistant", "instruction", "chatgpt", "claude", "gpt", "### response", "end of", "beginning of",
-         "start of"),
         _rx(
             r"^[ \t>*_#-]*(?:#{2,4}\s*)?(?:system(?:\s+(?:prompt|message|instruction|override|note))?|"
             r"instruction|new\s+system\s+prompt)\s*:\s*(?:you\b|your\b|ignore|from\s+now|the\s+(?:user|assistant|ai)\b|"
@@ -228,9 +228,6 @@ RULES: Final[tuple[Rule, ...]] = (
     # -- blocks that shout at the model; notes addressed to it ----------------------------------
     Rule(
         "important_block",
-        ("<important", "<critical", "<system", "<instruction", "<admin", "<secret", "<hidden", "<ai", "<assistant",
-         "<llm", "<agent", "<note to", "<mandatory", "<urgent", "<override", "[system", "[admin", "[ai ",
-         "[assistant", "[important", "[hidden", "< important", "< system"),
         _rx(
             r"<\s*(?:important|critical|mandatory|urgent|admin|secret|hidden|override)(?:[\s_-]+[a-z]+){0,3}\s*>"
             r"|<\s*(?:system|instructions?|ai|assistant|llm|agent)[\s_-]+(?:alert|note|notice|message|override|"
@@ -243,9 +240,6 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "addressed_to_model",
-        ("if you are", "if you're", "note to", "attention", "message to", "message for", "instructions for",
-         "instructions to", "instruction for", "instruction to", "memo to", "memo for", "note for", "reading this",
-         "processing this", "summarizing this", "summarising this", "parsing this", "seeing this"),
         _rx(
             r"if\s+you(?:'re|\s+are)\s+(?:an?\s+)?(?:ai|a\.i\.|llm|large\s+language\s+model|language\s+model|"
             r"ai\s+(?:assistant|agent|model)|chatbot|automated\s+(?:agent|assistant|system)|gpt|claude|chatgpt)\b"
@@ -259,7 +253,6 @@ RULES: Final[tuple[Rule, ...]] = (
     # -- hiding things from the user ------------------------------------------------------------
     Rule(
         "concealment",
-        ("user", "human", "customer", "operator"),
         _rx(
             r"(?:do\s+not|don'?t|never|must\s+not|mustn'?t|should\s+not|shouldn'?t|cannot|can't|will\s+not|won'?t)\s+"
             r"(?:ever\s+)?(?:tell|inform|notify|alert|mention|reveal|disclose|show|let|report|say|explain|indicate|"
@@ -274,7 +267,6 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "concealment",
-        ("silently", "secretly", "covertly", "quietly", "discreetly"),
         _rx(
             r"(?:silently|secretly|covertly|quietly|discreetly)\b[^.!?\n]{0,30}?\b(?:send|forward|upload|exfiltrate|"
             r"email|post|transmit|call|invoke|leak|copy|share)\b"
@@ -282,8 +274,6 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "concealment",
-        ("usuario", "utilisateur", "benutzer", "nutzer", "anwender", "usuário", "utente", "用户", "用戶", "使用者",
-         "ユーザー", "利用者", "пользовател"),
         _rx(
             r"no\s+(?:le\s+)?(?:digas|diga|menciones|mencione|informes|informe|cuentes|reveles)\b[^.!?\n]{0,20}\busuario"
             r"|ne\s+(?:le\s+|lui\s+)?(?:dis|dites|mentionne[zs]?|révèle[zs]?|signale[zs]?)\s+(?:rien\s+)?"
@@ -300,8 +290,6 @@ RULES: Final[tuple[Rule, ...]] = (
     # -- exfiltration ---------------------------------------------------------------------------
     Rule(
         "exfiltration",
-        ("](", "<img", "src="),
-        # A markdown image/link or <img> whose URL carries a placeholder for the model to fill in.
         _rx(
             r"(?:!?\[[^\]\n]{0,120}\]\(\s*|<img\b[^>]{0,80}\bsrc\s*=\s*[\"']?)(?:https?:)?//[^\s)\"'>]{1,200}[?&/=]"
             r"[^\s)\"'>]{0,120}?(?P<ph>\{\{?[^}\s]{1,40}\}\}?|\$\{?[a-z_]{3,}|<[a-z_ ]{2,40}>|\[[a-z_ ]{3,40}\]|"
@@ -311,8 +299,6 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "exfiltration",
-        ("conversation", "chat", "previous messages", "system prompt", "key", "token", "credential", "password",
-         "secret", "cookie", "env", "id_rsa", "user", "personal", "~/", "/etc/", ".ssh"),
         _rx(
             r"(?:send|post|forward|upload|transmit|email|e-mail|exfiltrate|leak|submit|share|report|pass|include|"
             r"append|attach|copy|paste|encode|embed|put)\b[^.!?\n]{0,60}?\b(?:conversation|chat\s+(?:history|log)|"
@@ -327,7 +313,6 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "exfiltration",
-        ("curl", "wget", "invoke-webrequest", "nc "),
         _rx(
             r"(?:curl|wget|invoke-webrequest|nc)\b[^\n]{0,160}(?:~/\.ssh|id_rsa|\.aws/credentials|/etc/passwd|"
             r"/etc/shadow|\.env\b|\$\(\s*(?:cat|env|printenv|whoami|history)\b|`(?:cat|env|printenv)\b)"
@@ -336,7 +321,6 @@ RULES: Final[tuple[Rule, ...]] = (
     # -- instructions to call tools ------------------------------------------------------------
     Rule(
         "tool_invocation",
-        ("call", "invoke", "execute", "run", "use", "trigger", "require", "before"),
         _rx(
             r"(?:you\s+(?:must|should|need\s+to|have\s+to|are\s+required\s+to|will\s+need\s+to)|please|"
             r"make\s+sure\s+(?:to|you)|be\s+sure\s+to|remember\s+to|always|immediately|first|now)\s+"
@@ -358,7 +342,6 @@ RULES: Final[tuple[Rule, ...]] = (
     # -- content telling the model how to shape its answer (a tool result has no say in that) --
     Rule(
         "response_manipulation",
-        ("your response", "your answer", "your reply", "your output", "your message", "your next"),
         _rx(
             r"(?:^|[.!?]\s+)\s*(?:please\s+)?(?:modify|render|encode|translate|use|write|add|include|provide|shift|"
             r"reverse|group|scramble|answer|respond|reply|format|present|express|convert|integrate|incorporate|insert|"
@@ -370,7 +353,6 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "response_manipulation",
-        ("respond", "reply", "answer", "write"),
         _rx(
             r"(?:respond|reply|answer|write)\s+(?:only\s+)?(?:in|using|with)\s+(?:\w+\s+){0,2}(?:emojis?|base\s?\d\d|"
             r"hex|binary|morse|cipher|leetspeak|pig\s+latin|reverse|uppercase|all\s+caps)\b"
@@ -380,7 +362,6 @@ RULES: Final[tuple[Rule, ...]] = (
     # -- system-prompt extraction, jailbreak personas (mostly direct) ------------------------
     Rule(
         "prompt_extraction",
-        ("prompt", "instruction", "system message", "developer message", "text above", "words above"),
         _rx(
             r"(?:reveal|print|repeat|output|show|display|tell\s+me|give\s+me|write\s+(?:out|down)|dump|leak|share|"
             r"disclose|recite|spell\s+out|paste|list|translate|summari[sz]e|what\s+(?:is|are|was|were))\b"
@@ -394,16 +375,12 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "jailbreak",
-        ("dan", "stan", "dude", "ucar"),
-        # A persona name only in capitals: "Dan" is a name, "DAN" is the jailbreak.
         _rx(r"(?:you\s+are|you're|act\s+as|pretend\s+to\s+be|become|roleplay\s+as)\s+(?:now\s+)?(?:a\s+)?"
             r"(?P<name>dan|stan|dude|ucar)\b"),
         confirm=_upper_group("name"),
     ),
     Rule(
         "jailbreak",
-        ("do anything now", "developer mode", "jailbr", "ethical", "moral", "unfiltered", "uncensored", "amoral",
-         "unrestricted"),
         _rx(
             r"do\s+anything\s+now\b|developer\s+mode\s+(?:enabled|output|activated|on|v\d)"
             r"|(?:jailbreak|jailbroken)\s*(?:mode|version|prompt|enabled|activated)\b"
@@ -416,20 +393,351 @@ RULES: Final[tuple[Rule, ...]] = (
 )
 
 
-def _automaton() -> ahocorasick.Automaton:
-    automaton = ahocorasick.Automaton()
-    for keyword in {k for rule in RULES for k in rule.keywords}:
-        automaton.add_word(keyword, keyword)
-    automaton.make_automaton()
-    return automaton
+# ---------------------------------------------------------------------------------------------
+# The gate. Ordinary text holds a rule's common words ("use", "call", "user", "report") all the
+# time, so "does a keyword occur" decides little, and running a regex over a whole text costs
+# about 0.1 ms per rule per 4 KB. Instead, each rule's pattern is read with the regex parser
+# (once, on first use) for two kinds of literal strings (whitespace read as one space):
+#
+# - starts: strings one of which every match begins with (or "at a line start", for `^`);
+# - needs: per top-level alternative, a few sets of strings such that every match of that
+#   alternative contains a member of each set ("ignore ..." needs one of the "previous"
+#   words and one of the "instructions" words).
+#
+# One Aho-Corasick pass over the lower-cased text finds all of them. A rule none of whose
+# alternatives has its needs met is skipped; the others are tried with `pattern.match` only
+# where one of their starts occurs, in order, resuming after each match. No match can begin
+# anywhere else, so this is exactly `pattern.finditer` (`match_rules(..., gated=False)` runs
+# that; the tests and `bench/eval_injection.py --check-gate` compare the two), and nothing is
+# written by hand that a later edit of a pattern could leave stale. A construct the reader
+# does not know ends a literal where it stands, which only makes the gate let more through.
+
+_sre: Any
+try:
+    _sre = importlib.import_module("re._parser")  # the parser `re.compile` itself uses
+except ImportError:  # pragma: no cover - a Python without it: every rule runs on every text
+    _sre = None
+
+_MAX_LITERAL: Final = 10
+"""Longer literals add nothing to the gate but states to the automaton."""
+_MAX_OPEN: Final = 256
+_MAX_CLASS: Final = 10
+_NEEDS_PER_ALTERNATIVE: Final = 2
+_COMMON: Final = 0.008
+"""A set of needed strings more frequent than this (per character of text: "the ", "to ") is
+kept only if it is an alternative's best."""
+
+_REPEATS: Final = (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT) if _sre is not None else ()
+_Prefix = tuple[bool, str]
+"""(only at a line start, literal) that a match begins with."""
 
 
-_KEYWORDS: Final = _automaton()
+def _fold(char: str) -> str:
+    return " " if char.isspace() else char  # the gate reads every whitespace character as a space
 
 
-def keywords_in(lowered: str) -> set[str]:
-    """Every rule keyword in `lowered`, in one pass (the gate before any regex runs)."""
-    return {keyword for _, keyword in _KEYWORDS.iter(lowered)}
+def _class_chars(items: Any) -> set[str] | None:
+    """The characters a small class can match, or None (negated, \\w, \\d, a wide range)."""
+    chars: set[str] = set()
+    for op, arg in items:
+        if op is _sre.LITERAL:
+            chars.add(_fold(chr(arg)))
+        elif op is _sre.RANGE and arg[1] - arg[0] < _MAX_CLASS:
+            chars.update(_fold(chr(code)) for code in range(arg[0], arg[1] + 1))
+        elif op is _sre.CATEGORY and arg is _sre.CATEGORY_SPACE:
+            chars.add(" ")
+        else:
+            return None
+    return chars if len(chars) <= _MAX_CLASS else None
+
+
+def _walk(items: Any, live: set[_Prefix]) -> tuple[set[_Prefix], set[_Prefix]]:
+    """Extend each prefix in `live` through the parsed sequence `items`: (prefixes that may
+    still grow, prefixes that end here). Every match of `items`, preceded by text matching one
+    of `live`, begins with a returned prefix."""
+    ended: set[_Prefix] = set()
+    for op, arg in items:
+        if not live:
+            break
+        if op is _sre.LITERAL:
+            char = _fold(chr(arg))
+            live = {(line, s + char) for line, s in live}
+        elif op is _sre.IN:
+            chars = _class_chars(arg)
+            if chars is None:
+                ended |= live
+                live = set()
+            else:
+                live = {(line, s + c) for line, s in live for c in chars}
+        elif op is _sre.AT:
+            if arg in (_sre.AT_BEGINNING, _sre.AT_BEGINNING_LINE, _sre.AT_BEGINNING_STRING):
+                live = {(line or not s, s) for line, s in live}
+        elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
+            pass  # zero width: ignoring a condition only widens the gate
+        elif op is _sre.SUBPATTERN and not arg[1] and not arg[2]:  # a group that sets no flags
+            live, more = _walk(arg[3], live)
+            ended |= more
+        elif op is _sre.ATOMIC_GROUP:
+            live, more = _walk(arg, live)
+            ended |= more
+        elif op is _sre.BRANCH:
+            walked = [_walk(alternative, live) for alternative in arg[1]]
+            live = set().union(*(grown for grown, _ in walked))
+            ended |= set().union(*(more for _, more in walked))
+        elif op in _REPEATS:
+            low, high, sub = arg
+            if high == 0:
+                continue
+            once, more = _walk(sub, live)
+            ended |= more
+            if not once:  # `[^.]{0,30}`: reading on past it multiplies strings, hardly the gate
+                ended |= live
+                live = set()
+            elif high == 1:  # `x?` or `x`: what follows comes right after
+                live = live | once if low == 0 else once
+            else:  # after one of several repetitions the next character is unknown
+                ended |= once
+                if low > 0:
+                    live = set()
+        else:  # anything else (`.`, [^...], a back-reference): the literal ends here
+            ended |= live
+            live = set()
+        done = {p for p in live if len(p[1]) >= _MAX_LITERAL}
+        ended |= done
+        live -= done
+        if len(live) > _MAX_OPEN:
+            ended |= live
+            live = set()
+    return live, ended
+
+
+def _literals(items: Any) -> set[_Prefix] | None:
+    """Prefixes one of which every match of `items` begins with; None if one may be empty."""
+    live, ended = _walk(items, {(False, "")})
+    prefixes = live | ended
+    return None if (False, "") in prefixes else prefixes
+
+
+def _shortest(strings: set[str], *, inside: bool) -> frozenset[str]:
+    """Drop a string that another one is a prefix of (or, `inside`, a substring of): it occurs
+    only where the shorter one does."""
+    kept: set[str] = set()
+    for candidate in sorted(strings, key=len):
+        n = len(candidate)
+        if inside:
+            parts = (candidate[i:j] for i in range(n) for j in range(i + 1, n + 1) if j - i < n)
+        else:
+            parts = (candidate[:j] for j in range(1, n))
+        if kept.isdisjoint(parts):
+            kept.add(candidate)
+    return frozenset(kept)
+
+
+_LETTER_FREQUENCY: Final = dict(
+    zip(
+        " etaoinshrdlcumwfgypbvkjxqz",
+        (0.18, 0.10, 0.075, 0.065, 0.062, 0.057, 0.057, 0.052, 0.05, 0.049, 0.034, 0.033, 0.022, 0.022, 0.02,
+         0.019, 0.018, 0.016, 0.016, 0.015, 0.012, 0.008, 0.006, 0.0012, 0.0011, 0.0008, 0.0006),
+        strict=True,
+    )
+)
+_FUNCTION_WORDS: Final = frozenset(
+    ("a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "is", "it", "of", "on", "or", "that",
+     "the", "this", "to", "was", "with", "you")
+)
+_COMMON_TEXT: Final = (
+    "about after all also any back because been before but call can come could day do even first get give go "
+    "good had has have he her him his how i if include into its just know like list look make may me more most "
+    "must my new no not now one only other our out over people please print report run say see send she should "
+    "show so some take than their them then there these they think time two up us use want way we well were "
+    "what when which who will work would year your"
+)
+_COMMON_WORDS: Final = frozenset(_COMMON_TEXT.split())
+
+
+def _frequency(strings: frozenset[str]) -> float:
+    """Roughly how often ordinary (English) text holds one of `strings` at a given position,
+    from letter frequencies, with common words as common as they are. It only picks which of
+    several sound gates to use: a poor estimate costs speed, never a match."""
+
+    def one(literal: str) -> float:
+        word = literal.strip()
+        if word in _FUNCTION_WORDS:
+            return 0.01
+        if word in _COMMON_WORDS:
+            return 0.002
+        estimate = 1.0
+        for char in literal:
+            estimate *= _LETTER_FREQUENCY.get(char, 0.005 if char.isascii() else 0.0005)
+        return estimate
+
+    return sum(one(literal) for literal in strings)
+
+
+def _alternatives(items: Any) -> list[Any]:
+    """The top-level alternatives of a parsed pattern (one, if it is not an alternation)."""
+    while len(items) == 1 and items[0][0] is _sre.SUBPATTERN and not items[0][1][1] and not items[0][1][2]:
+        items = items[0][1][3]
+    if len(items) == 1 and items[0][0] is _sre.BRANCH:
+        return list(items[0][1][1])
+    return [items]
+
+
+def _needs(items: Any) -> tuple[frozenset[str], ...]:
+    """Sets of strings each of which has a member in every match of `items`: what a match
+    from the k-th element on begins with, for each k; the rarest few are kept."""
+    found: set[frozenset[str]] = set()
+    for k, (op, arg) in enumerate(items):
+        if k and items[k - 1][0] is _sre.LITERAL:
+            continue  # inside a run of literals: the run's own start says as much
+        if op in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT) or (op in _REPEATS and arg[0] == 0):
+            continue  # from an assertion or an optional part: what follows it says more
+        prefixes = _literals(items[k:])
+        if prefixes is not None:
+            found.add(_shortest({s for _, s in prefixes}, inside=True))
+    chosen: list[frozenset[str]] = []
+    for strings in sorted(found, key=lambda strings: (_frequency(strings), sorted(strings))):
+        if chosen and (len(chosen) == _NEEDS_PER_ALTERNATIVE or _frequency(strings) > _COMMON):
+            break  # a second set of common words would only add hits to look through
+        if not any(all(any(b in a for b in strings) for a in kept) for kept in chosen):  # not implied by one kept
+            chosen.append(strings)
+    return tuple(chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class _Gate:
+    starts: frozenset[str] | None
+    """A match begins with one of these (None: anywhere, the pattern runs over the whole text)."""
+    line_starts: tuple[str, ...]
+    """... or at a line start with one of these ("" = any line start)."""
+    needs: tuple[tuple[frozenset[str], ...], ...] | None
+    """Per alternative, sets each of which must have a member in the text (None: no condition)."""
+
+
+_NO_GATE: Final = _Gate(None, (), None)
+
+
+def _gate(pattern: re.Pattern[str]) -> _Gate:
+    if _sre is None or pattern.flags & re.IGNORECASE:
+        return _NO_GATE
+    parsed = _sre.parse(pattern.pattern, pattern.flags)
+    prefixes = _literals(parsed)
+    if prefixes is None or parsed.getwidth()[0] == 0:  # could begin anywhere, or match nothing
+        return _NO_GATE
+    alternatives = [_needs(items) for items in _alternatives(parsed)]
+    return _Gate(
+        starts=_shortest({s for line, s in prefixes if not line}, inside=False),
+        line_starts=tuple(sorted(_shortest({s for line, s in prefixes if line}, inside=False))),
+        needs=None if not all(alternatives) else tuple(alternatives),
+    )
+
+
+class _Literals:
+    """Every occurrence of a fixed set of literals in a text, in one pass.
+
+    pyahocorasick looks a character up among the root's edges, so each distinct first
+    character costs on every character of the text (a hundred CJK and Cyrillic first
+    characters made an English text 2x slower to scan). Literals that begin with an ASCII
+    character go into the automaton; the others are looked for only where the text has one
+    of their first characters (never, in ASCII text).
+    """
+
+    def __init__(self, literals: Iterable[str]) -> None:
+        self._automaton = ahocorasick.Automaton()
+        wide: dict[str, list[str]] = {}
+        for literal in sorted(set(literals)):
+            if literal[0].isascii():
+                self._automaton.add_word(literal, literal)
+            else:
+                wide.setdefault(literal[0], []).append(literal)
+        self._automaton.make_automaton()
+        self._wide = {first: tuple(words) for first, words in wide.items()}
+        self._wide_first = re.compile("[" + "".join(re.escape(c) for c in sorted(wide)) + "]") if wide else None
+
+    def scan(self, text: str) -> list[tuple[int, str]]:
+        """(end, literal) of every occurrence, overlapping ones too; `end` is the last character's index."""
+        found: list[tuple[int, str]] = list(self._automaton.iter(text)) if text else []
+        if self._wide_first is not None and not text.isascii():
+            for match in self._wide_first.finditer(text):
+                at = match.start()
+                found.extend((at + len(w) - 1, w) for w in self._wide[text[at]] if text.startswith(w, at))
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    gates: tuple[_Gate, ...]
+    """Per rule, in RULES order."""
+    literals: _Literals
+    """Every start and needed string of every rule."""
+    sets_with: dict[str, frozenset[int]]
+    """For each needed string, the needed sets (by number) it is a member of."""
+    opens_on: tuple[tuple[frozenset[int], ...] | None, ...]
+    """Per rule, per alternative, the sets that must all have a member in the text (None: the
+    rule always runs)."""
+    rules_needing: dict[int, tuple[int, ...]]
+    """For each needed set, the rules (by index in RULES) that one of whose alternatives needs it."""
+    always: frozenset[int]
+    """Rules that run whatever the text holds."""
+
+
+@functools.cache
+def _tables() -> _Tables:
+    """The gate, derived on first use (some 20 ms; `InjectionInspector.warm` does it at start-up)."""
+    gates = tuple(_gate(rule.pattern) for rule in RULES)
+    need_sets = sorted({s for gate in gates for sets in gate.needs or () for s in sets}, key=sorted)
+    number = {s: i for i, s in enumerate(need_sets)}
+    needing: dict[int, list[int]] = {}
+    for index, gate in enumerate(gates):
+        for s in {s for sets in gate.needs or () for s in sets}:
+            needing.setdefault(number[s], []).append(index)
+    return _Tables(
+        gates=gates,
+        literals=_Literals({w for gate in gates for w in gate.starts or ()} | {w for s in need_sets for w in s}),
+        sets_with={
+            word: frozenset(i for i, s in enumerate(need_sets) if word in s) for s in need_sets for word in s
+        },
+        opens_on=tuple(
+            None if gate.needs is None else tuple(frozenset(number[s] for s in sets) for sets in gate.needs)
+            for gate in gates
+        ),
+        rules_needing={n: tuple(rules) for n, rules in needing.items()},
+        always=frozenset(index for index, gate in enumerate(gates) if gate.needs is None),
+    )
+
+
+_GROUP_ABOVE: Final = 1500
+"""Literal hits x rules to try above which the hits are grouped by literal first."""
+_ASCII_SPACES: Final = {c: " " for c in range(128) if chr(c).isspace() and c != 32}
+_OTHER_SPACE: Final = re.compile(r"[^\S ]")
+
+
+def _spaces_as_blank(lowered: str) -> str:
+    """Every whitespace character as " " (offsets kept), as the gate's literals read it."""
+    if lowered.isascii():
+        return lowered.translate(_ASCII_SPACES)
+    return _OTHER_SPACE.sub(" ", lowered)
+
+
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    at = text.find("\n")
+    while at >= 0:
+        starts.append(at + 1)
+        at = text.find("\n", at + 1)
+    return starts
+
+
+def _matches_at(pattern: re.Pattern[str], text: str, positions: list[int]) -> Iterator[re.Match[str]]:
+    """`pattern.finditer(text)`, given every position at which a match could begin (sorted)."""
+    resume = 0
+    for position in positions:
+        if position < resume:
+            continue
+        match = pattern.match(text, position)  # `^`, `\b` and look-behind see the whole text
+        if match is not None:
+            resume = match.end()  # never empty: a gated pattern has a minimum width
+            yield match
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,22 +748,17 @@ class RuleHit:
     """Offsets of the match in the text the rules were run on."""
 
 
-def match_rules(text: str, present: set[str] | None = None, *, from_server: bool = True) -> list[RuleHit]:
-    """Every rule match in `text` (normalised, any case), in rule order; `present` is
-    `keywords_in(text.lower())` when the caller has it. `from_server=False` (text from the
-    client) skips the rules that only make sense for content from servers. Offsets are into
-    `text` (lower-casing keeps them, except for a handful of characters such as U+0130)."""
+def match_rules(text: str, *, from_server: bool = True, gated: bool = True) -> list[RuleHit]:
+    """Every rule match in `text` (normalised, any case), in rule order. `from_server=False`
+    (text from the client) skips the rules that only make sense for content from servers.
+    `gated=False` runs every pattern over the whole text: the same result, slower (it is
+    there to show that). Offsets are into `text` (lower-casing keeps them, except for a
+    handful of characters such as U+0130)."""
     lowered = text.lower()
-    if present is None:
-        present = keywords_in(lowered)
-    if not present:
-        return []
     same_offsets = len(lowered) == len(text)
     hits: list[RuleHit] = []
-    for rule in RULES:
-        if present.isdisjoint(rule.keywords) or (rule.server_only and not from_server):
-            continue
-        for match in rule.pattern.finditer(lowered):
+    for rule, matches in _rule_matches(lowered, from_server, gated):
+        for match in matches:
             start = match.start()
             if start > 0 and lowered[start].isalnum() and lowered[start - 1].isalnum():
                 continue  # not at a word boundary ("signore", "abundant")
@@ -463,6 +766,51 @@ def match_rules(text: str, present: set[str] | None = None, *, from_server: bool
                 continue
             hits.append(RuleHit(rule.kind, start, match.end()))
     return hits
+
+
+def _rule_matches(lowered: str, from_server: bool, gated: bool) -> Iterator[tuple[Rule, Iterable[re.Match[str]]]]:
+    """Per rule that applies, in order, the matches of its pattern in `lowered` (see the gate)."""
+    if not gated:
+        for rule in RULES:
+            if from_server or not rule.server_only:
+                yield rule, rule.pattern.finditer(lowered)
+        return
+    tables = _tables()
+    blank = _spaces_as_blank(lowered)
+    found = tables.literals.scan(blank)
+    satisfied: set[int] = set()
+    sets_with = tables.sets_with
+    for word in {word for _, word in found}:
+        satisfied.update(sets_with.get(word, ()))
+    candidates = set(tables.always)  # the rules that need something in `satisfied`, or nothing
+    for number in satisfied:
+        candidates.update(tables.rules_needing[number])
+    opened = [
+        index
+        for index in sorted(candidates)
+        if (from_server or not RULES[index].server_only)
+        and ((sets := tables.opens_on[index]) is None or any(needed <= satisfied for needed in sets))
+    ]
+    ends: dict[str, list[int]] = {}
+    if len(found) * len(opened) > _GROUP_ABOVE:  # many rules to try on a long text: index the hits once
+        for end, word in found:
+            ends.setdefault(word, []).append(end)
+    lines: list[int] | None = None
+    for index in opened:
+        rule, gate = RULES[index], tables.gates[index]
+        starts = gate.starts
+        if starts is None:
+            yield rule, rule.pattern.finditer(lowered)
+            continue
+        if ends:
+            positions = {end - len(word) + 1 for word in starts & ends.keys() for end in ends[word]}
+        else:
+            positions = {end - len(word) + 1 for end, word in found if word in starts}
+        if gate.line_starts:
+            lines = lines if lines is not None else _line_starts(lowered)
+            positions.update(p for p in lines if blank.startswith(gate.line_starts, p))
+        if positions:
+            yield rule, _matches_at(rule.pattern, lowered, sorted(positions))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -557,28 +905,89 @@ def head_for(event: Event) -> str:
     return "indirect" if event.direction is Direction.SERVER_TO_CLIENT else "direct"
 
 
+CACHE_SIZE: Final = 4096
+"""Strings whose findings an inspector remembers (a few hundred bytes each)."""
+CACHE_MIN_CHARS: Final = 64
+"""Shorter strings are not remembered: reading them costs about what hashing does, and a
+structured result full of ids and dates would push the long strings out."""
+
+_CacheKey = tuple[bytes, str, bool]
+"""(SHA-256 of the text, head, whether the classifier read it)."""
+
+
+class _Cache:
+    """Bounded LRU from a string's content hash to its findings; thread-safe (the pipeline
+    runs large messages in worker threads). Only the hash is kept, not the text."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[_CacheKey, tuple[Finding, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: _CacheKey) -> tuple[Finding, ...] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: _CacheKey, findings: Sequence[Finding]) -> None:
+        with self._lock:
+            self._entries[key] = tuple(findings)
+            self._entries.move_to_end(key)
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A string waiting for the classifier, which scores all strings of a message at once."""
+
+    index: int
+    path: Any
+    text: str
+    spans: list[tuple[int, int]]
+    clean: bool
+    rule_findings: list[Finding]
+    key: _CacheKey | None
+
+
 class InjectionInspector(EveryMessage):
     """Prompt-injection detector (rules + shipped classifier); options in the module docstring:
     action, surfaces, rules_enabled, classifier_enabled, classifier_surfaces, threshold,
-    warn_threshold, max_classifier_chars."""
+    warn_threshold, max_classifier_chars. `cache_size` (constructor only): how many strings'
+    findings are remembered by content hash (0: none)."""
 
     name = "prompt_injection"
     offload_above: int | None = 4096
     """Characters of text above which the pipeline runs this check in a worker thread
-    (rules and numpy inference hold no shared mutable state)."""
+    (rules and numpy inference hold no shared mutable state; the cache has a lock)."""
 
-    def __init__(self, policy: InjectionPolicy | None = None, model: InjectionModel | None = None) -> None:
+    def __init__(
+        self,
+        policy: InjectionPolicy | None = None,
+        model: InjectionModel | None = None,
+        *,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
         self.policy = policy or InjectionPolicy()
         self._model = model
         policy = self.policy
         self._uses_model = policy.classifier_enabled and bool(policy.classifier_surfaces & policy.surfaces)
+        self._cache = _Cache(cache_size) if cache_size > 0 else None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
         return cls(InjectionPolicy.from_options(options))
 
     def warm(self) -> None:
-        """Load the classifier at start-up (a few ms) rather than on the first message."""
+        """Load the classifier and derive the rules' gate at start-up (a few ms each) rather
+        than on the first message."""
+        if self.policy.rules_enabled:
+            _tables()
         if self._uses_model and self._model is None:
             self._model = shipped_model()
 
@@ -590,38 +999,81 @@ class InjectionInspector(EveryMessage):
         model = None
         if self._uses_model and surface in policy.classifier_surfaces:
             if self._model is None:
-                self.warm()
+                self._model = shipped_model()
             model = self._model
         if not policy.rules_enabled and model is None:
             return []
         head = head_for(event)
+        from_server = head == "indirect"
         budget = policy.max_classifier_chars
-        findings: list[Finding] = []
-        for item, normalized in zip(event.texts(), event.normalized_texts(), strict=True):
+        results: list[Sequence[Finding]] = []
+        pending: list[_Pending] = []
+        normalized_texts: list[TextItem] | None = None  # not needed when every string is remembered
+        for position, item in enumerate(event.texts()):
             text = item.text
-            present = keywords_in(normalized.text.lower()) if policy.rules_enabled else set()
-            if not present and (model is None or budget <= 0):
-                continue
-            clean = normalized.text == text  # nothing hidden: offsets agree, chunks need no normalising
-            segs = segments(text)
-            item_findings: list[Finding] = []
-            if present:
-                from_server = head == "indirect"
-                item_findings.extend(self._rule_findings(item.path, text, normalized.text, segs, present, from_server))
-            if model is not None and budget > 0:
-                spans = [span for span in pack(segs, HEAD_TARGETS[head]) if span[1] <= budget]
+            classify = model is not None and budget > 0
+            key = None
+            # A string the classifier reads only in part (over the budget) is not remembered.
+            if self._cache is not None and len(text) >= CACHE_MIN_CHARS and (not classify or budget >= len(text)):
+                key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(), head, classify)
+                cached = self._cache.get(key)
+                if cached is not None:
+                    if classify:
+                        budget -= len(text)
+                    results.append([f if f.path == item.path else replace(f, path=item.path) for f in cached])
+                    continue
+            if normalized_texts is None:
+                normalized_texts = event.normalized_texts()
+            normalized = normalized_texts[position].text
+            clean = normalized == text  # nothing hidden: offsets agree, chunks need no normalising
+            segs = segments(text) if classify else None
+            found: list[Finding] = []
+            if policy.rules_enabled:
+                found = self._rule_findings(item.path, text, normalized, segs, from_server)
+            if classify:
+                spans = [span for span in pack(segs or [], HEAD_TARGETS[head]) if span[1] <= budget]
                 budget -= len(text)
-                scores = model.score_chunks(text, head, spans, clean=clean)
-                item_findings.extend(self._classifier_findings(item.path, text, scores))
-            findings.extend(_merge_overlapping(item_findings, text))
-        return findings
+                pending.append(_Pending(len(results), item.path, text, spans, clean, found, key))
+                results.append(())
+            else:
+                results.append(self._done(key, found, text))
+        if pending and model is not None:
+            self._classify(model, head, pending, results)
+        return [finding for found in results for finding in found]
+
+    def _classify(
+        self, model: InjectionModel, head: str, pending: list[_Pending], results: list[Sequence[Finding]]
+    ) -> None:
+        """Score the chunks of every pending string at once, then finish each string."""
+        probs = model.flat_probabilities([(p.text, p.spans, p.clean) for p in pending], head)
+        policy = self.policy
+        floor = policy.threshold if policy.warn_threshold is None else policy.warn_threshold
+        hot = np.flatnonzero(probs >= floor).tolist()  # chunks worth a finding, over all strings
+        offset = 0
+        for waiting in pending:
+            end = offset + len(waiting.spans)
+            found = waiting.rule_findings
+            while hot and hot[0] < end:
+                index = hot.pop(0)
+                found.append(self._classifier_finding(waiting.path, waiting.text, waiting.spans[index - offset],
+                                                      float(probs[index])))
+            results[waiting.index] = self._done(waiting.key, found, waiting.text)
+            offset = end
+
+    def _done(self, key: _CacheKey | None, found: list[Finding], text: str) -> list[Finding]:
+        merged = _merge_overlapping(found, text)
+        if key is not None and self._cache is not None:
+            self._cache.put(key, merged)
+        return merged
 
     def _rule_findings(
-        self, path: Any, text: str, normalized: str, segs: list[tuple[int, int]], present: set[str], from_server: bool
+        self, path: Any, text: str, normalized: str, segs: list[tuple[int, int]] | None, from_server: bool
     ) -> list[Finding]:
-        hits = match_rules(normalized, present, from_server=from_server)
+        hits = match_rules(normalized, from_server=from_server)
         if not hits:
             return []
+        if segs is None:
+            segs = segments(text)
         if normalized == text:  # offsets agree: the span is the sentences the match covers
             return [
                 self._rule_finding(path, h.kind, _covering(segs, h.start, h.end), text[h.start : h.start + 200])
@@ -631,7 +1083,7 @@ class InjectionInspector(EveryMessage):
         found = []
         for start, end in pack(segs, RULE_TARGET):
             chunk = normalize(text[start:end])
-            for hit in match_rules(chunk, present & keywords_in(chunk.lower()), from_server=from_server):
+            for hit in match_rules(chunk, from_server=from_server):
                 found.append(self._rule_finding(path, hit.kind, (start, end), chunk[hit.start : hit.start + 200]))
         if not found:  # the phrase spans windows: name the whole string
             hit = hits[0]
@@ -650,28 +1102,20 @@ class InjectionInspector(EveryMessage):
             replacement=REPLACEMENT,
         )
 
-    def _classifier_findings(self, path: Any, text: str, scores: Sequence[ChunkScore]) -> list[Finding]:
+    def _classifier_finding(self, path: Any, text: str, span: tuple[int, int], score: float) -> Finding:
         policy = self.policy
-        floor = policy.threshold if policy.warn_threshold is None else policy.warn_threshold
-        found = []
-        for chunk in scores:
-            if chunk.score < floor:
-                continue
-            action = policy.action if chunk.score >= policy.threshold else Action.WARN
-            found.append(
-                Finding(
-                    self.name,
-                    "classifier",
-                    _KIND_MESSAGES["classifier"],
-                    action=action,
-                    score=round(chunk.score, 4),
-                    path=path,
-                    span=(chunk.start, chunk.end),
-                    excerpt=excerpt_of(normalize(text[chunk.start : chunk.end])),
-                    replacement=REPLACEMENT,
-                )
-            )
-        return found
+        start, end = span
+        return Finding(
+            self.name,
+            "classifier",
+            _KIND_MESSAGES["classifier"],
+            action=policy.action if score >= policy.threshold else Action.WARN,
+            score=round(score, 4),
+            path=path,
+            span=span,
+            excerpt=excerpt_of(normalize(text[start:end])),
+            replacement=REPLACEMENT,
+        )
 
 
 def _covering(segs: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
