@@ -74,12 +74,15 @@ def _emoji_joiner(text: str, start: int, end: int) -> bool:
 
 
 _WORD: Final = re.compile(r"[^\W\d_]{2,}")
+_GREEK_OR_CYRILLIC: Final = re.compile(
+    "[\u0370-\u03ff\u0400-\u052f\u1c80-\u1c8f\u1f00-\u1fff\u2de0-\u2dff\ua640-\ua69f]"
+)
 
 
 def mixed_script_words(text: str) -> list[tuple[int, int]]:
     """Spans of words that mix Latin with Cyrillic or Greek letters (`paypal` spelled with a Cyrillic a)."""
-    if text.isascii():
-        return []
+    if text.isascii() or _GREEK_OR_CYRILLIC.search(text) is None:
+        return []  # accents, bullets and CJK cannot make a mixed Latin/Cyrillic/Greek word
     found = []
     for match in _WORD.finditer(text):
         word = match.group()

@@ -131,7 +131,8 @@ async def test_profiles_choose_strip_or_block(profile: str, override: str | None
     guardian = Guardian({"security_profile": profile, "security": security})
     decision = await guardian.inspect(tool_result(text), direction="server_to_client", request=CALL)
     assert decision.action is expected
-    assert all(f.detector == "hidden_characters" for f in decision.findings)
+    # Other detectors may add warnings (enterprise's classifier warns from 0.2); what decides is ours.
+    assert all(f.detector == "hidden_characters" for f in decision.findings if f.action >= Action.REDACT)
     if expected is Action.REDACT:
         assert decision.patched is not None
         patched = decision.patched.model_dump()["result"]["content"][0]["text"]
