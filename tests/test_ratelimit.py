@@ -36,7 +36,7 @@ from guardian.pipeline import Pipeline
 from guardian.ratelimit import MemoryBackend, Rate, RateLimitInspector, RateLimitPolicy, ToolRate
 from guardian.ratelimit.bucket import Bucket, BucketCheck, SlotCheck, refill, refusal, wait_for
 from guardian.ratelimit.redis import RedisBackend
-from tests.support.gateway import demo_server_stdio_argv
+from tests.support.gateway import demo_server_stdio_argv, gateway_env
 from tests.support.peers import REPO_ROOT, free_port, open_client, text_of
 
 pytestmark = pytest.mark.anyio
@@ -640,7 +640,7 @@ async def test_two_gateway_processes_share_one_limit(redis_url: str, prefix: str
     def gateway() -> StdioServerParameters:
         # The real CLI (`guardian wrap --config F`), each process with its own upstream and event loop.
         argv = ["-m", "guardian", "wrap", "--config", str(config), "--", *demo_server_stdio_argv()]
-        return StdioServerParameters(command=sys.executable, args=argv, cwd=REPO_ROOT)
+        return StdioServerParameters(command=sys.executable, args=argv, cwd=REPO_ROOT, env=gateway_env())
 
     outcomes: list[tuple[str, int | None, Any]] = []
 

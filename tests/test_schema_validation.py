@@ -42,6 +42,7 @@ from guardian.inspectors.schema_validation import (
     client_path,
     resolve_version,
 )
+from tests.support.gateway import gateway_env
 
 pytestmark = pytest.mark.anyio
 
@@ -721,7 +722,7 @@ async def test_end_to_end_through_a_stdio_wrap_of_the_demo_server(mode: str, tmp
     config = {"upstream_mcp_server": {"command": [sys.executable, str(DEMO_SERVER)], "cwd": str(REPO_ROOT)},
               "monitoring": {"audit_log": str(audit), "audit_all_messages": True},
               "security": {"inspectors": {NAME: options}}}
-    params = StdioServerParameters(command=sys.executable, cwd=REPO_ROOT, args=[
+    params = StdioServerParameters(command=sys.executable, cwd=REPO_ROOT, env=gateway_env(), args=[
         "-c", WRAP_WITH_SCHEMA_VALIDATION, json.dumps(config), json.dumps(options)])
     with anyio.fail_after(60):
         async with Client(params, mode=mode) as client:  # type: ignore[arg-type]

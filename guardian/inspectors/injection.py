@@ -955,6 +955,12 @@ class _Pending:
     key: _CacheKey | None
 
 
+_METADATA_PATHS: Final = frozenset({("result", "description")})
+"""A prompt's own description in a `prompts/get` result is server metadata, like a tool's
+description: `tool_poisoning` judges those, and the classifier, trained on content, flags
+ordinary descriptions of prompts ("a plain string becomes a single user message")."""
+
+
 class InjectionInspector(EveryMessage):
     """Prompt-injection detector (rules + shipped classifier); options in the module docstring:
     action, surfaces, rules_enabled, classifier_enabled, classifier_surfaces, threshold,
@@ -1010,6 +1016,8 @@ class InjectionInspector(EveryMessage):
         pending: list[_Pending] = []
         normalized_texts: list[TextItem] | None = None  # not needed when every string is remembered
         for position, item in enumerate(event.texts()):
+            if item.path in _METADATA_PATHS:
+                continue
             text = item.text
             classify = model is not None and budget > 0
             key = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp import StdioServerParameters
+from mcp.client.stdio import get_default_environment
 
 from tests.support.peers import DEMO_SERVER, REPO_ROOT, ServerProcess, free_port, http_server_process
 
@@ -48,6 +50,13 @@ def config_file(config: Mapping[str, Any] | None) -> Any:
         Path(handle.name).unlink(missing_ok=True)
 
 
+def gateway_env() -> dict[str, str]:
+    """The environment of a stdio-launched gateway: the SDK's default (it passes only HOME, PATH,
+    SHELL, TERM) plus our `MCP_GUARDIAN_*` settings, so the pin store a test isolated is used."""
+    ours = {k: v for k, v in os.environ.items() if k.startswith("MCP_GUARDIAN_")}
+    return {**get_default_environment(), **ours}
+
+
 def _config_args(path: str | None) -> list[str]:
     return ["--config", path] if path else []
 
@@ -61,6 +70,7 @@ def wrap_params(
         yield StdioServerParameters(
             command=GUARDIAN[0],
             args=[*GUARDIAN[1:], "wrap", *_config_args(path), *extra, "--", *upstream],
+            env=gateway_env(),
             cwd=REPO_ROOT,
         )
 
@@ -72,6 +82,7 @@ def connect_params(url: str, config: Mapping[str, Any] | None = None, *extra: st
         yield StdioServerParameters(
             command=GUARDIAN[0],
             args=[*GUARDIAN[1:], "connect", *_config_args(path), *extra, url],
+            env=gateway_env(),
             cwd=REPO_ROOT,
         )
 
