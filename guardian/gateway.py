@@ -298,10 +298,15 @@ def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> li
 
 
 def _with_pin_store(config: Config, name: str, options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Shadowing checks read other wrapped servers' tool names from the pin store the pins
-    inspector uses (its `store`), and from none when pins are off."""
-    if name != ToolPoisoningInspector.name or "pin_store" in options:
+    """Cross-process shadowing is opt-in (`tool_poisoning.pin_store: auto`): it then reads other
+    wrapped servers' tool names from the store the pins inspector uses. Off by default because
+    benign servers share common names (`search`, `fetch`) and one server reached two ways (a
+    command and a URL) has two upstream keys: both would be flagged."""
+    if name != ToolPoisoningInspector.name:
         return options
+    wanted = options.get("pin_store", False)
+    if wanted != "auto":
+        return {**options, "pin_store": wanted}
     pins = config.security.inspectors.get(PinsInspector.name)
     store = (pins.options.get("store") or "auto") if pins is not None and pins.enabled else False
     return {**options, "pin_store": store}

@@ -955,6 +955,15 @@ class _Pending:
     key: _CacheKey | None
 
 
+CLASSIFY_MIN_WORDS: Final = 3
+"""A string of one or two words ("Answer", "Your answer": a form field's title) gives the
+classifier nothing to go on, and it scored such labels as injections; the rules still run."""
+
+
+def _has_words(text: str, count: int) -> bool:
+    return len(text.split(None, count - 1)) >= count
+
+
 _METADATA_PATHS: Final = frozenset({("result", "description")})
 """A prompt's own description in a `prompts/get` result is server metadata, like a tool's
 description: `tool_poisoning` judges those, and the classifier, trained on content, flags
@@ -1019,7 +1028,7 @@ class InjectionInspector(EveryMessage):
             if item.path in _METADATA_PATHS:
                 continue
             text = item.text
-            classify = model is not None and budget > 0
+            classify = model is not None and budget > 0 and _has_words(text, CLASSIFY_MIN_WORDS)
             key = None
             # A string the classifier reads only in part (over the budget) is not remembered.
             if self._cache is not None and len(text) >= CACHE_MIN_CHARS and (not classify or budget >= len(text)):
