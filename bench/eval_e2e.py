@@ -56,6 +56,8 @@ class Scenario:
 
 SCENARIOS = (
     Scenario("indirect injection", "prompt_injection_indirect.jsonl", "tool_result", "standard", "prompt_injection"),
+    Scenario("indirect injection, classifier", "prompt_injection_indirect.jsonl", "tool_result", "enterprise",
+             "prompt_injection"),
     Scenario("PII", "pii_sentences.jsonl", "tool_result", "standard", "pii", "[REDACTED:"),
     Scenario("secrets", "secrets.jsonl.gz", "tool_result", "standard", "secrets", "[REDACTED:SECRET:"),
     Scenario("argument injection", "tool_args_injection.jsonl", "tool_arguments", "standard", "argument_injection"),
