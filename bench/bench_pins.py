@@ -43,12 +43,14 @@ if str(REPO_ROOT) not in sys.path:
 import anyio  # noqa: E402
 from mcp_types import JSONRPCRequest, JSONRPCResponse  # noqa: E402
 
+from bench.relay_latency import Stats  # noqa: E402
 from guardian import Guardian  # noqa: E402
 from guardian.events import Direction, Event, SessionInfo  # noqa: E402
 from guardian.pins import PinsInspector, fingerprint  # noqa: E402
 
 SESSION = SessionInfo(session_id="bench", transport="bench", upstream="bench-upstream")
 TARGET_US = 200.0
+WITHOUT_PINS = {"security": {"inspectors": {"pins": {"enabled": False}}}}
 
 
 def tools(count: int, changed: int | None = None) -> list[dict[str, Any]]:
@@ -92,10 +94,8 @@ def call_event(name: str) -> Event:
 
 
 def summary(name: str, samples: list[int]) -> str:
-    micros = sorted(s / 1000 for s in samples)
-    p95 = micros[int(len(micros) * 0.95) - 1]
-    p99 = micros[int(len(micros) * 0.99) - 1]
-    return f"| {name:<38} | {statistics.median(micros):>9.2f} | {p95:>9.2f} | {p99:>9.2f} | {len(micros):>7} |"
+    s = Stats.of(samples)
+    return f"| {name:<38} | {s.median * 1000:>9.2f} | {s.p95 * 1000:>9.2f} | {s.p99 * 1000:>9.2f} | {s.n:>7} |"
 
 
 def timed_sync(operation: Callable[[], Any], count: int, warmup: int = 200) -> list[int]:
@@ -138,8 +138,7 @@ async def interleaved(a: Callable[[], Awaitable[Any]], b: Callable[[], Awaitable
     return first[:count], second[:count]
 
 
-async def bench(calls: int, lists: int) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="bench-pins-"))
+async def bench(calls: int, lists: int, directory: Path) -> None:
     pins = PinsInspector.from_options({"store": str(directory / "pins.json")})
     listing = tools(50)
     pins.response(list_event(listing))  # first sight: all 50 pinned
@@ -151,7 +150,8 @@ async def bench(calls: int, lists: int) -> None:
     rows.append(summary("call: pin check (hook)", timed_sync(lambda: pins.request(approved_call), calls)))
     rows.append(summary("call: blocked (hook)", timed_sync(lambda: pins.request(changed_call), calls)))
 
-    plain, pinned = Guardian(), Guardian()
+    # The default profile pins too (in the user's store): off in both, then this inspector added to one.
+    plain, pinned = Guardian(WITHOUT_PINS), Guardian(WITHOUT_PINS)
     pinned.add_inspector(pins)
     message = call_message("tool_3")
     without, with_pins = await interleaved(lambda: plain.inspect(message), lambda: pinned.inspect(message), calls)
@@ -201,7 +201,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20000, help="timed calls per call row")
     parser.add_argument("--lists", type=int, default=300, help="timed listings per list row")
     args = parser.parse_args()
-    anyio.run(bench, args.calls, args.lists)
+    with tempfile.TemporaryDirectory(prefix="bench-pins-") as directory:  # some 400 store files
+        anyio.run(bench, args.calls, args.lists, Path(directory))
 
 
 if __name__ == "__main__":

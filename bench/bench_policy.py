@@ -19,17 +19,23 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-import yaml
-from mcp_types import JSONRPCRequest, jsonrpc_message_adapter
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # `python bench/bench_policy.py` puts bench/ first, not the root
 
-from guardian.events import Direction, Event, SessionInfo
-from guardian.policy import AccessPolicyInspector, CompiledPolicy, Request, Subject, parse_policy
+import yaml  # noqa: E402
+from mcp_types import JSONRPCRequest, jsonrpc_message_adapter  # noqa: E402
+
+from bench.relay_latency import Stats  # noqa: E402
+from guardian.events import Direction, Event, SessionInfo  # noqa: E402
+from guardian.policy import AccessPolicyInspector, CompiledPolicy, Request, Subject, parse_policy  # noqa: E402
 
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
 
@@ -88,8 +94,8 @@ def measure(fn: Callable[[int], object], iterations: int) -> tuple[float, float]
         start = time.perf_counter_ns()
         fn(i)
         samples.append(time.perf_counter_ns() - start)
-    samples.sort()
-    return statistics.median(samples) / 1000, samples[int(len(samples) * 0.95)] / 1000
+    stats = Stats.of(samples)
+    return stats.median * 1000, stats.p95 * 1000
 
 
 def bench(count: int, iterations: int) -> dict[str, tuple[float, float]]:

@@ -30,7 +30,6 @@ import inspect
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ import anyio  # noqa: E402
 import redis as redis_sync  # noqa: E402
 from mcp_types import JSONRPCRequest, JSONRPCResponse  # noqa: E402
 
+from bench.relay_latency import Stats  # noqa: E402
 from guardian.events import Direction, Event, SessionInfo  # noqa: E402
 from guardian.inspector import Hook  # noqa: E402
 from guardian.ratelimit import MemoryBackend, Rate, RateLimitInspector, RateLimitPolicy  # noqa: E402
@@ -95,10 +95,8 @@ def call_events(who: list[SessionInfo], count: int) -> list[tuple[Event, Event]]
 
 
 def summary(name: str, samples: list[int]) -> str:
-    micros = sorted(s / 1000 for s in samples)
-    p95 = micros[int(len(micros) * 0.95) - 1]
-    p99 = micros[int(len(micros) * 0.99) - 1]
-    return f"| {name:<28} | {statistics.median(micros):>9.2f} | {p95:>9.2f} | {p99:>9.2f} | {len(micros):>7} |"
+    s = Stats.of(samples)
+    return f"| {name:<28} | {s.median * 1000:>9.2f} | {s.p95 * 1000:>9.2f} | {s.p99 * 1000:>9.2f} | {s.n:>7} |"
 
 
 def timed_sync(operation: Callable[[int], Any], count: int, warmup: int) -> list[int]:

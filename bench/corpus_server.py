@@ -10,26 +10,22 @@ Rows are read from the corpus at start-up and never logged.
 
 from __future__ import annotations
 
-import gzip
-import json
 import sys
 from pathlib import Path
 
-from mcp.server.mcpserver import MCPServer
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # run as a script: bench/ is first on the path, not the root
+
+from mcp.server.mcpserver import MCPServer  # noqa: E402
+
+from bench.corpus import load  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 def load_rows(corpus: Path) -> dict[str, str]:
-    rows: dict[str, str] = {}
-    for path in sorted(corpus.glob("*.jsonl*")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    row = json.loads(line)
-                    rows[row["id"]] = row["text"]
-    return rows
+    return {row["id"]: row["text"] for path in sorted(corpus.glob("*.jsonl*")) for row in load(path)}
 
 
 def build(corpus: Path) -> MCPServer:

@@ -32,8 +32,6 @@ tests/test_arguments.py.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import re
 import sys
 import time
@@ -47,12 +45,14 @@ sys.path.insert(0, str(REPO))
 
 from mcp_types import jsonrpc_message_adapter  # noqa: E402
 
+from bench.corpus import SPLITS, Table, corpus_missing, id_hash, load, metrics, split_name, split_of  # noqa: E402
 from guardian.catalog import ToolCatalog  # noqa: E402
 from guardian.events import Direction, Event, SessionInfo  # noqa: E402
 from guardian.inspectors.arguments import ArgumentInjectionInspector  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "tool_args_injection.jsonl"
 SESSION = SessionInfo(session_id="eval", transport="eval", upstream="eval-upstream")
+TABLE = Table(40)
 
 
 def _tool(tool_name: str, description: str, **props: dict[str, Any]) -> dict[str, Any]:
@@ -94,17 +94,8 @@ EXPECTED = {"sql_injection": ("run_sql", "sql"), "command_injection": ("run_shel
 PAYLOAD_CATEGORIES = ("sql_injection", "command_injection", "path_traversal")
 
 
-def load(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def split_of(row_id: str) -> str:
-    return "test" if int(hashlib.sha256(row_id.encode()).hexdigest(), 16) % 100 < 20 else "tune"
-
-
 def pick(row_id: str, options: list[tuple[str, str]]) -> tuple[str, str]:
-    return options[int(hashlib.sha256(("ctx:" + row_id).encode()).hexdigest(), 16) % len(options)]
+    return options[id_hash("ctx:" + row_id) % len(options)]
 
 
 _SQL_START = re.compile(r"(?i)^\s*(?:select|with|insert|update|delete)\b|\b(?:and|or)\b.*[<>=]")
@@ -132,34 +123,12 @@ def make_event(tool: str, argument: str, value: str) -> Event:
     return Event(SESSION, Direction.CLIENT_TO_SERVER, message)
 
 
-def metrics(pairs: list[tuple[int, int]]) -> dict[str, float]:
-    tp = sum(1 for y, p in pairs if y and p)
-    fp = sum(1 for y, p in pairs if not y and p)
-    fn = sum(1 for y, p in pairs if y and not p)
-    tn = sum(1 for y, p in pairs if not y and not p)
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    fpr = fp / (fp + tn) if fp + tn else float("nan")
-    return {"n": len(pairs), "pos": tp + fn, "neg": fp + tn, "tp": tp, "fp": fp, "fn": fn,
-            "precision": precision, "recall": recall, "f1": f1, "fpr": fpr}
-
-
-def line(name: str, m: dict[str, float]) -> str:
-    return (f"{name:<40} {m['n']:>5} {m['pos']:>4} {m['neg']:>4} {m['precision']:>6.3f} {m['recall']:>6.3f} "
-            f"{m['f1']:>6.3f} {m['fpr']:>6.3f}  tp={m['tp']} fp={m['fp']} fn={m['fn']}")
-
-
-HEADER = f"{'split / group':<40} {'n':>5} {'pos':>4} {'neg':>4} {'prec':>6} {'recall':>6} {'f1':>6} {'fpr':>6}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--misses", choices=["tune"], help="list ids/categories of primary errors on the tune split")
     args = parser.parse_args(argv)
-    if not args.corpus.exists():
-        print(f"corpus not found: {args.corpus} (pass --corpus PATH); nothing to evaluate")
+    if corpus_missing(args.corpus):
         return 0
     rows = load(args.corpus)
 
@@ -234,14 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus: {args.corpus.name}, {len(rows)} rows")
     print("\nprimary: payloads in a specific argument of an unrelated listed tool; BFCL rows on their own tool;")
     print("hard negatives on the tool their shape belongs to")
-    print(HEADER)
-    for split in ("test", "tune"):
-        print(line(f"{split} ({'untuned 20%' if split == 'test' else 'tune 80%'})", metrics(primary[split])))
-    for split in ("test", "tune"):
+    print(TABLE.header)
+    for split in SPLITS:
+        print(TABLE.row(split_name(split), metrics(primary[split])))
+    for split in SPLITS:
         print(f"\n{split} split, by group:")
         for (s, group), pairs in sorted(groups.items()):
             if s == split:
-                print(line(group.replace("cat:", "primary: "), metrics(pairs)))
+                print(TABLE.row(group.replace("cat:", "primary: "), metrics(pairs)))
         matched = kind_match[split]
         if matched:
             print(f"  flagged payloads whose finding kind names the corpus category: {sum(matched)}/{len(matched)}")

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
-import hashlib
 import json
 import sys
 import tempfile
@@ -35,6 +33,7 @@ import anyio  # noqa: E402
 from mcp import Client, MCPError, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 
+from bench.corpus import corpus_missing, id_hash, load, split_of  # noqa: E402
 from tests.support.gateway import GUARDIAN  # noqa: E402
 
 DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus"
@@ -85,19 +84,9 @@ class Tally:
         return sum(n for (lab, _), n in self.outcomes.items() if lab == label)
 
 
-def load(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def digest(row_id: str) -> int:
-    return int(hashlib.sha256(row_id.encode()).hexdigest(), 16)
-
-
 def sample(rows: list[dict[str, Any]], per_label: int) -> list[dict[str, Any]]:
     """Untuned-split rows, up to `per_label` of each label, in a fixed pseudo-random order."""
-    test = sorted((r for r in rows if digest(r["id"]) % 100 < 20), key=lambda r: digest(r["id"]) // 100)
+    test = sorted((r for r in rows if split_of(r["id"]) == "test"), key=lambda r: id_hash(r["id"]) // 100)
     picked: list[dict[str, Any]] = []
     for label in (0, 1):
         picked += [r for r in test if r["label"] == label][:per_label]
@@ -212,8 +201,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.corpus.exists():
-        print(f"corpus not found: {args.corpus} (pass --corpus DIR); nothing to evaluate")
+    if corpus_missing(args.corpus, hint="DIR"):
         return 0
     args.corpus = args.corpus.resolve()
     anyio.run(run, args)

@@ -27,8 +27,6 @@ Speed is the cost of computing a verdict: the inspectors here remember nothing
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from collections import defaultdict
@@ -42,8 +40,9 @@ sys.path.insert(0, str(REPO))
 
 from mcp_types import JSONRPCRequest, JSONRPCResponse  # noqa: E402
 
+from bench.corpus import Table, corpus_missing, load, metrics, split_name, split_of  # noqa: E402
 from guardian.decision import Action  # noqa: E402
-from guardian.events import Direction, Event, SessionInfo  # noqa: E402
+from guardian.events import Direction, Event, SessionInfo, Surface  # noqa: E402
 from guardian.inspectors.injection import InjectionInspector, InjectionPolicy, match_rules  # noqa: E402
 from guardian.inspectors.injection_model import shipped_model  # noqa: E402
 from guardian.normalize import normalize  # noqa: E402
@@ -51,17 +50,8 @@ from guardian.normalize import normalize  # noqa: E402
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
 SESSION = SessionInfo(session_id="eval", transport="library", upstream="-")
 HARD_NEGATIVE = "benign_hard_negative"
-ALL = ["tool_arguments", "tool_result", "resource", "prompt", "prompt_arguments", "sampling", "elicitation",
-       "descriptions", "completion", "other"]
-
-
-def load(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def split_of(row_id: str) -> str:
-    return "test" if int(hashlib.sha256(row_id.encode()).hexdigest(), 16) % 100 < 20 else "tune"
+TABLE = Table(44, "group", clip=True)
+ALL = [surface.value for surface in Surface]
 
 
 def argument_event(text: str) -> Event:
@@ -83,27 +73,6 @@ def description_event(row: dict[str, Any]) -> Event:
             "inputSchema": {"type": "object"}}
     return Event(SESSION, Direction.SERVER_TO_CLIENT, JSONRPCResponse(jsonrpc="2.0", id=1, result={"tools": [tool]}),
                  request=_LIST)
-
-
-def metrics(pairs: list[tuple[int, int]]) -> dict[str, float]:
-    tp = sum(1 for y, p in pairs if y and p)
-    fp = sum(1 for y, p in pairs if not y and p)
-    fn = sum(1 for y, p in pairs if y and not p)
-    tn = sum(1 for y, p in pairs if not y and not p)
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    fpr = fp / (fp + tn) if fp + tn else float("nan")
-    return {"n": len(pairs), "pos": tp + fn, "neg": fp + tn, "tp": tp, "fp": fp, "fn": fn,
-            "precision": precision, "recall": recall, "f1": f1, "fpr": fpr}
-
-
-def line(name: str, m: dict[str, float]) -> str:
-    return (f"{name[:44]:<44} {m['n']:>5} {m['pos']:>4} {m['neg']:>4} {m['precision']:>6.3f} {m['recall']:>6.3f} "
-            f"{m['f1']:>6.3f} {m['fpr']:>6.3f}  tp={m['tp']} fp={m['fp']} fn={m['fn']}")
-
-
-HEADER = f"{'group':<44} {'n':>5} {'pos':>4} {'neg':>4} {'prec':>6} {'recall':>6} {'f1':>6} {'fpr':>6}"
 
 
 def inspector(mode: str, threshold: float, cache_size: int = 0) -> InjectionInspector:
@@ -161,12 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-gate", action="store_true", help="compare the rules' gate with full scans, only")
     args = parser.parse_args(argv)
     files = {
-        "direct": (args.corpus / "prompt_injection_direct.jsonl", argument_event),
-        "indirect": (args.corpus / "prompt_injection_indirect.jsonl", result_event),
-        "descriptions*": (args.corpus / "mcp_tool_poisoning.jsonl", None),
+        "direct": (args.corpus / "prompt_injection_direct.jsonl", argument_event,
+                   "surface tool_arguments, direct head"),
+        "indirect": (args.corpus / "prompt_injection_indirect.jsonl", result_event,
+                     "surface tool_result, indirect head"),
+        "descriptions*": (args.corpus / "mcp_tool_poisoning.jsonl", None, "out of domain, surface descriptions"),
     }
-    if not files["direct"][0].exists():
-        print(f"corpus not found: {args.corpus} (pass --corpus DIR); nothing to evaluate")
+    if corpus_missing(args.corpus, files["direct"][0], hint="DIR"):
         return 0
     if args.check_gate:
         return check_gate(args.corpus)
@@ -176,12 +146,14 @@ def main(argv: list[str] | None = None) -> int:
 
     modes = ("rules", "classifier", "combined")
     checks = {mode: inspector(mode, args.threshold).check for mode in modes}
-    print(f"split: {args.split} ({'untuned 20%' if args.split == 'test' else 'tune 80%'}); "
-          f"classifier threshold {args.threshold}\n")
+    print(f"split: {split_name(args.split)}; classifier threshold {args.threshold}\n")
     timing: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     misses: list[str] = []
-    for short, (path, build) in files.items():
+    indirect_rows: list[dict[str, Any]] = []
+    for short, (path, build, shown) in files.items():
         rows = load(path)
+        if short == "indirect":
+            indirect_rows = rows
         tune_payloads = {r.get("injected_payload") for r in rows if split_of(str(r["id"])) == "tune"}
         rows = [r for r in rows if split_of(str(r["id"])) == args.split]
         groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
@@ -207,25 +179,23 @@ def main(argv: list[str] | None = None) -> int:
                     groups[(mode, seen)].append((label, predicted))
                 if args.misses and mode == "combined" and predicted != label:
                     misses.append(f"{short} {r['id']} {category} label={label}")
-        print(f"== {path.name} ({short}: {'out of domain, surface descriptions' if build is None else ''}"
-              f"{'surface tool_arguments, direct head' if short == 'direct' else ''}"
-              f"{'surface tool_result, indirect head' if short == 'indirect' else ''})")
-        print(HEADER)
+        print(f"== {path.name} ({short}: {shown})")
+        print(TABLE.header)
         for mode in modes:
-            print(line(f"{mode}: all", metrics(groups[(mode, 'all')])))
+            print(TABLE.row(f"{mode}: all", metrics(groups[(mode, 'all')])))
             for extra in ("hard negatives", "other negatives", "payload seen in tune", "payload new"):
                 if groups.get((mode, extra)):
-                    print(line(f"{mode}:   {extra}", metrics(groups[(mode, extra)])))
+                    print(TABLE.row(f"{mode}:   {extra}", metrics(groups[(mode, extra)])))
         print("per category (combined" + ("" if args.per_category else "; only those with errors") + "):")
         for (mode, group), pairs in sorted(groups.items()):
             m = metrics(pairs)
             if mode == "combined" and group.startswith("cat:") and (args.per_category or m["fp"] or m["fn"]):
-                print(line("  " + group[4:], m))
+                print(TABLE.row("  " + group[4:], m))
         if args.per_category:
             print("per sub-category (combined):")
             for (mode, group), pairs in sorted(groups.items()):
                 if mode == "combined" and group.startswith("sub:"):
-                    print(line("  " + group[4:], metrics(pairs)))
+                    print(TABLE.row("  " + group[4:], metrics(pairs)))
         print()
     print("speed: CPU time of the whole check() (extraction, normalisation, rules, classifier), one thread;")
     print("corpus rows (median ~0.1 KB direct, ~0.7 KB indirect, so per-message overhead weighs in):")
@@ -234,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {mode:<11} {elapsed * 1000 / (size / 1024):.3f} ms per KB ({size / 1024:.0f} KB)")
     print("one benign tool result of a given size (clean test-split contexts joined), median of 30;")
     print("building the event includes normalising its text (0.1 ms/KB here: the text is not ASCII):")
-    clean = "\n".join(r["text"] for r in load(files["indirect"][0])
-                      if split_of(str(r["id"])) == "test" and int(r["label"]) == 0)
+    clean = "\n".join(r["text"] for r in indirect_rows if split_of(str(r["id"])) == "test" and int(r["label"]) == 0)
     model = shipped_model()
     for kb in (1, 4, 16):
         text = clean[: kb * 1024]

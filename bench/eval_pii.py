@@ -22,8 +22,6 @@ character spans in `spans`). Reported:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import statistics
 import sys
 import time
@@ -34,41 +32,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.corpus import SPLITS, Table, corpus_missing, load, metrics, split_name, split_of  # noqa: E402
 from examples.demo_server import report  # noqa: E402
 from guardian.inspectors.pii import DEFAULT_MIN_SCORE, ENTITIES, PiiDetector, PiiSpan  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "pii_sentences.jsonl"
-STRUCTURED = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS")
-
-
-def load(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def split_of(row_id: str) -> str:
-    return "test" if int(hashlib.sha256(row_id.encode()).hexdigest(), 16) % 100 < 20 else "tune"
-
-
-def metrics(pairs: list[tuple[int, int]]) -> dict[str, float]:
-    tp = sum(1 for y, p in pairs if y and p)
-    fp = sum(1 for y, p in pairs if not y and p)
-    fn = sum(1 for y, p in pairs if y and not p)
-    tn = sum(1 for y, p in pairs if not y and not p)
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    fpr = fp / (fp + tn) if fp + tn else float("nan")
-    return {"n": len(pairs), "pos": tp + fn, "neg": fp + tn, "tp": tp, "fp": fp, "fn": fn,
-            "precision": precision, "recall": recall, "f1": f1, "fpr": fpr}
-
-
-HEADER = f"{'split / group':<38} {'n':>5} {'pos':>4} {'neg':>4} {'prec':>6} {'recall':>6} {'f1':>6} {'fpr':>6}"
-
-
-def row(name: str, m: dict[str, float]) -> str:
-    return (f"{name:<38} {m['n']:>5} {m['pos']:>4} {m['neg']:>4} {m['precision']:>6.3f} {m['recall']:>6.3f} "
-            f"{m['f1']:>6.3f} {m['fpr']:>6.3f}  tp={m['tp']} fp={m['fp']} fn={m['fn']}")
+TABLE = Table(38)
 
 
 def overlaps(gold: dict[str, Any], found: tuple[PiiSpan, ...], typed: bool) -> bool:
@@ -94,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regions", default="US,GB,DE,FR")
     parser.add_argument("--misses", choices=["tune"], help="list the tune split's errors (text included)")
     args = parser.parse_args(argv)
-    if not args.corpus.exists():
-        print(f"corpus not found: {args.corpus} (pass --corpus PATH); nothing to evaluate")
+    if corpus_missing(args.corpus):
         return 0
     rows = load(args.corpus)
     entities = [e for e in args.entities.split(",") if e]
@@ -141,15 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus: {args.corpus.name}, {len(rows)} rows; entities: {', '.join(entities)}; "
           f"min_score {args.min_score}; phone regions {args.regions}")
     print("\nrow level (a row is flagged when any span is found)")
-    print(HEADER)
-    for split in ("test", "tune"):
-        print(row(f"{split} ({'untuned 20%' if split == 'test' else 'tune 80%'})", metrics(results[split])))
-    for split in ("test", "tune"):
+    print(TABLE.header)
+    for split in SPLITS:
+        print(TABLE.row(split_name(split), metrics(results[split])))
+    for split in SPLITS:
         for (s, category), pairs in sorted(by_category.items()):
             if s == split:
-                print(row(f"  {split}: {category}", metrics(pairs)))
+                print(TABLE.row(f"  {split}: {category}", metrics(pairs)))
     print("\nhard negatives (label 0), FPR:")
-    for split in ("test", "tune"):
+    for split in SPLITS:
         negatives = [p for (s, c), pairs in by_category.items() if s == split for p in pairs if not p[0]]
         hard = by_category[(split, "synthetic_hard_negative_identifiers")]
         print(f"  {split}: all label 0 {metrics(negatives)['fpr']:.3f} ({metrics(negatives)['fp']}/{len(negatives)}), "
@@ -160,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     gold_types = sorted({t for _, t in spans}, key=lambda t: (t not in entities, t))
     for entity in gold_types:
         cells = []
-        for split in ("test", "tune"):
+        for split in SPLITS:
             n, typed, anyhit = spans[(split, entity)]
             cells.append(f"{n:>6} {typed / n if n else float('nan'):>6.3f} {anyhit / n if n else float('nan'):>6.3f}")
         scope = "" if entity in entities else "  (out of scope)"
@@ -168,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\ndetected spans per type (share overlapping a gold span; the rest are unlabelled or false)")
     for entity in entities:
         cells = []
-        for split in ("test", "tune"):
+        for split in SPLITS:
             n, hit = detected[(split, entity)]
             cells.append(f"{split} {n:>4} {hit / n if n else float('nan'):.3f}")
         print(f"  {entity:<18} {'   '.join(cells)}")

@@ -28,7 +28,6 @@ several servers sees them: name collisions and references become `shadowing`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -41,37 +40,14 @@ sys.path.insert(0, str(REPO))
 
 from mcp_types import JSONRPCRequest, JSONRPCResponse  # noqa: E402
 
+from bench.corpus import SPLITS, Table, corpus_missing, load, metrics, split_name, split_of  # noqa: E402
 from guardian.events import Direction, Event, SessionInfo  # noqa: E402
 from guardian.inspectors.poisoning import PoisoningPolicy, ToolPoisoningInspector, ToolRegistry  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "mcp_tool_poisoning.jsonl"
 CASES = REPO / "tests" / "data" / "poisoning_cases.json"
 HARD_NEGATIVE_CATEGORIES = ("real_mcp_server_tool", "ordinary_docstring")
-
-
-def split_of(row_id: str) -> str:
-    return "test" if int(hashlib.sha256(row_id.encode()).hexdigest(), 16) % 100 < 20 else "tune"
-
-
-def metrics(pairs: list[tuple[int, int]]) -> dict[str, float]:
-    tp = sum(1 for y, p in pairs if y and p)
-    fp = sum(1 for y, p in pairs if not y and p)
-    fn = sum(1 for y, p in pairs if y and not p)
-    tn = sum(1 for y, p in pairs if not y and not p)
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    fpr = fp / (fp + tn) if fp + tn else float("nan")
-    return {"n": len(pairs), "pos": tp + fn, "neg": fp + tn, "tp": tp, "fp": fp, "fn": fn,
-            "precision": precision, "recall": recall, "f1": f1, "fpr": fpr}
-
-
-def row(name: str, m: dict[str, float]) -> str:
-    return (f"{name:<46} {m['n']:>5} {m['pos']:>4} {m['neg']:>4} {m['precision']:>6.3f} {m['recall']:>6.3f} "
-            f"{m['f1']:>6.3f} {m['fpr']:>6.3f}  tp={m['tp']} fp={m['fp']} fn={m['fn']}")
-
-
-HEADER = f"{'split / group':<46} {'n':>5} {'pos':>4} {'neg':>4} {'prec':>6} {'recall':>6} {'f1':>6} {'fpr':>6}"
+TABLE = Table(46)
 
 
 def tool_of(r: dict[str, Any]) -> dict[str, Any]:
@@ -132,10 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-servers", action="store_true", help="skip starting the real servers")
     args = parser.parse_args(argv)
     policy = PoisoningPolicy(injection_rules=not args.no_injection_rules)
-    if not args.corpus.exists():
-        print(f"corpus not found: {args.corpus} (pass --corpus PATH); nothing to evaluate")
+    if corpus_missing(args.corpus):
         return 0
-    rows = [json.loads(line) for line in args.corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = load(args.corpus)
     flagged(policy, [{"name": "warm_up", "description": "Warm up the rules."}])
 
     results: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -171,18 +146,18 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"corpus: {args.corpus.name}, {len(rows)} rows; prompt-injection rules: "
           f"{'off' if args.no_injection_rules else 'on (default)'}")
-    print(HEADER)
-    for split in ("test", "tune"):
-        print(row(f"{split} ({'untuned 20%' if split == 'test' else 'tune 80%'})", metrics(results[split])))
+    print(TABLE.header)
+    for split in SPLITS:
+        print(TABLE.row(split_name(split), metrics(results[split])))
     print("\nhard negatives (label 0, real MCP servers and DVMCP ordinary tools):")
-    for split in ("test", "tune"):
+    for split in SPLITS:
         pairs = by_group.get((split, "hard negatives (real/vulnerable servers)"), [])
-        print(row(f"{split}: real/vulnerable-server tools", metrics(pairs)))
-    for split in ("test", "tune"):
+        print(TABLE.row(f"{split}: real/vulnerable-server tools", metrics(pairs)))
+    for split in SPLITS:
         print(f"\nper category ({split} split):")
         for (s, group), pairs in sorted(by_group.items()):
             if s == split and group.startswith("cat:"):
-                print(row(group[4:][:46], metrics(pairs)))
+                print(TABLE.row(group[4:][:46], metrics(pairs)))
     print("\nrules behind test-split flags: " + ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items())))
 
     cases = json.loads(CASES.read_text(encoding="utf-8"))
@@ -230,9 +205,9 @@ def heldout_eval(policy: PoisoningPolicy) -> None:
     print("\nproject held-out sets (bench/data/poisoning_heldout*.jsonl, one tool per listing):")
     for name, file, note in HELDOUT:
         path = REPO / "bench" / "data" / file
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
+        records = load(path)[1:]  # the first line says where the set comes from
         pairs = [(int(r["label"]), int(bool(flagged(policy, [r["tool"]])))) for r in records]
-        print(row(f"set {name} now", metrics(pairs)) + f"   ({note})")
+        print(TABLE.row(f"set {name} now", metrics(pairs)) + f"   ({note})")
 
 
 def context_eval(rows: list[dict[str, Any]], policy: PoisoningPolicy) -> None:
@@ -254,7 +229,7 @@ def context_eval(rows: list[dict[str, Any]], policy: PoisoningPolicy) -> None:
     print(f"\nin context (another upstream lists the benchmark's {len(real_names)} real tool names first):")
     for name in sorted(pairs):
         if name.startswith("test"):
-            print(row(name[:46], metrics(pairs[name])))
+            print(TABLE.row(name[:46], metrics(pairs[name])))
 
 
 if __name__ == "__main__":

@@ -14,28 +14,20 @@ error's text masked to its shape (letters and digits as x/X/9, names left readab
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
-import json
 import re
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.corpus import SPLITS, Table, corpus_missing, load, metrics, split_name, split_of  # noqa: E402
 from guardian.inspectors.secrets import find_secrets, looks_like_words  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "secrets.jsonl.gz"
-
-
-def load(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+TABLE = Table(34)
 
 
 def shape_only(value: str) -> str:
@@ -64,31 +56,6 @@ def mask(text: str) -> str:
     return "".join(out)
 
 
-def split_of(row_id: str) -> str:
-    return "test" if int(hashlib.sha256(row_id.encode()).hexdigest(), 16) % 100 < 20 else "tune"
-
-
-def metrics(pairs: list[tuple[int, int]]) -> dict[str, float]:
-    tp = sum(1 for y, p in pairs if y and p)
-    fp = sum(1 for y, p in pairs if not y and p)
-    fn = sum(1 for y, p in pairs if y and not p)
-    tn = sum(1 for y, p in pairs if not y and not p)
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    fpr = fp / (fp + tn) if fp + tn else float("nan")
-    return {"n": len(pairs), "pos": tp + fn, "neg": fp + tn, "tp": tp, "fp": fp, "fn": fn,
-            "precision": precision, "recall": recall, "f1": f1, "fpr": fpr}
-
-
-def row(name: str, m: dict[str, float]) -> str:
-    return (f"{name:<34} {m['n']:>5} {m['pos']:>4} {m['neg']:>4} {m['precision']:>6.3f} {m['recall']:>6.3f} "
-            f"{m['f1']:>6.3f} {m['fpr']:>6.3f}  tp={m['tp']} fp={m['fp']} fn={m['fn']}")
-
-
-HEADER = f"{'split / group':<34} {'n':>5} {'pos':>4} {'neg':>4} {'prec':>6} {'recall':>6} {'f1':>6} {'fpr':>6}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -98,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", action="store_true",
                         help="with --misses: each error's text and matched spans, masked to their shape")
     args = parser.parse_args(argv)
-    if not args.corpus.exists():
-        print(f"corpus not found: {args.corpus} (pass --corpus PATH); nothing to evaluate")
+    if corpus_missing(args.corpus):
         return 0
     rows = load(args.corpus)
     second = not args.no_second_opinion
@@ -130,25 +96,25 @@ def main(argv: list[str] | None = None) -> int:
             errors.append((str(r["id"]), category, label, f"{spans}\n    {mask(text)[:600]!r}"))
 
     print(f"corpus: {args.corpus.name}, {len(rows)} rows; detect-secrets second opinion: {'on' if second else 'off'}")
-    print(HEADER)
-    for split in ("test", "tune"):
-        print(row(f"{split} ({'untuned 20%' if split == 'test' else 'tune 80%'})", metrics(results[split])))
+    print(TABLE.header)
+    for split in SPLITS:
+        print(TABLE.row(split_name(split), metrics(results[split])))
     print("\nhard negatives (every label-0 row is a look-alike), FPR by source:")
-    for split in ("test", "tune"):
+    for split in SPLITS:
         for (s, group), pairs in sorted(by_group.items()):
             if s == split and not group.startswith("cat:"):
-                print(row(f"{split}: {group}", metrics(pairs)))
+                print(TABLE.row(f"{split}: {group}", metrics(pairs)))
     if args.per_category:
         print("\nper category (test split):")
         for (s, group), pairs in sorted(by_group.items()):
             if s == "test" and group.startswith("cat:"):
-                print(row(group[4:][:34], metrics(pairs)))
+                print(TABLE.row(group[4:][:34], metrics(pairs)))
     else:
         print("\nper category (test split, only categories with errors; --per-category for all):")
         for (s, group), pairs in sorted(by_group.items()):
             m = metrics(pairs)
             if s == "test" and group.startswith("cat:") and (m["fp"] or m["fn"]):
-                print(row(group[4:][:34], m))
+                print(TABLE.row(group[4:][:34], m))
     if args.misses:
         print("\ntune-split errors (id, category, label):")
         for row_id, category, label, shown in errors:

@@ -24,8 +24,6 @@ from them is stored anywhere.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import random
 import re
 import sys
@@ -40,10 +38,9 @@ from sklearn.linear_model import LogisticRegression
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 
-import injection_synthetic as synthetic  # noqa: E402
-
+from bench import injection_synthetic as synthetic  # noqa: E402
+from bench.corpus import corpus_missing, id_hash, load, split_of  # noqa: E402
 from guardian.inspectors.injection_model import DIM, HEAD_TARGETS, InjectionModel, chunk_features  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
@@ -65,17 +62,8 @@ tool descriptions 14.5 % -> 6.2 %, BFCL arguments 2.2 % -> 1.2 %). Those three r
 looked at to choose this weight, so they are not untuned figures."""
 
 
-def load(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def split_of(row_id: str) -> str:
-    return "test" if int(hashlib.sha256(row_id.encode()).hexdigest(), 16) % 100 < 20 else "tune"
-
-
 def fold_of(key: str) -> int:
-    return int(hashlib.sha256(("fold:" + key).encode()).hexdigest(), 16) % FOLDS
+    return id_hash("fold:" + key) % FOLDS
 
 
 @dataclass
@@ -241,8 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    if not (args.corpus / "prompt_injection_direct.jsonl").exists():
-        print(f"corpus not found: {args.corpus} (pass --corpus DIR); nothing to train")
+    if corpus_missing(args.corpus, args.corpus / "prompt_injection_direct.jsonl", hint="DIR", task="train"):
         return 0
     started = time.perf_counter()
     docs = build(args.corpus)

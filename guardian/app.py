@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -15,7 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from guardian import __version__
-from guardian.auth.settings import AuthSettings
+from guardian.auth.settings import AuthSettings, is_loopback
 from guardian.transports.http import StreamableHTTPSessions
 from guardian.transports.modern import ModernExchange
 from guardian.transports.sse import SSESessions
@@ -43,22 +42,13 @@ def transport_security(guardian: Guardian) -> TransportSecuritySettings:
         return TransportSecuritySettings(
             allowed_hosts=list(server.allowed_hosts), allowed_origins=list(server.allowed_origins)
         )
-    if _is_loopback(server.bind_host):
+    if is_loopback(server.bind_host):
         hosts = ["127.0.0.1", "localhost", "[::1]"]
         return TransportSecuritySettings(
             allowed_hosts=[f"{h}:*" for h in hosts] + hosts,
             allowed_origins=[f"http://{h}:*" for h in hosts] + list(server.allowed_origins),
         )
     return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def create_app(guardian: Guardian, authentication: AuthSettings | None = None) -> ASGIHandler:

@@ -30,12 +30,10 @@ class ToolCatalog:
 
     def response(self, event: Event) -> list[Finding]:
         """Record a `tools/list` page (an inspector hook that never objects)."""
-        result = event.result
-        if event.method != "tools/list" or result is None:
+        listed = event.listed()
+        if listed is None or listed[0] != "tools":
             return []
-        tools = result.get("tools")
-        if not isinstance(tools, list):
-            return []
+        tools = listed[1]
         key = (event.session.upstream, event.session.tenant)
         # A first page (no cursor) starts a fresh listing; later pages add to it.
         fresh = not event.params.get("cursor")

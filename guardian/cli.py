@@ -18,7 +18,8 @@ import anyio
 from guardian import __version__
 from guardian import scan as scan_cli
 from guardian.auth import keys_cli
-from guardian.config import Config, read_file, validate
+from guardian.config import Config, validate
+from guardian.documents import read_file
 from guardian.errors import ConfigError
 from guardian.gateway import Guardian, check_inspectors
 from guardian.observability.audit import AuditLogError, verify

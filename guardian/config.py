@@ -8,23 +8,19 @@ acted on without reading the schema.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import jsonschema
-import yaml
-
 from guardian.auth.settings import AuthSettings, TLSSettings
 from guardian.auth.upstream_oauth import UpstreamOAuth
+from guardian.documents import merge, read_file, schema_problems
 from guardian.errors import ConfigError
 from guardian.inspectors.limits import Limits
-from guardian.profiles import GENERIC_KEYS, load_profile
+from guardian.profiles import GENERIC_KEYS, Profile, load_profile
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.json"
 CONFIG_ENV = "MCP_GUARDIAN_CONFIG"
@@ -164,96 +160,9 @@ class Config:
         return cls.from_dict(data, str(path) if path is not None else "<config>")
 
 
-def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse a JSON or YAML file into a mapping; one-line `ConfigError` on any failure."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    try:
-        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError([f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError([f"{path}: {where}invalid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError([f"{path}: $: the top level must be a mapping, not {type(data).__name__}"])
-    return data
-
-
-def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge `overlay` over `base` (mappings merge, everything else replaces)."""
-    merged = dict(base)
-    for key, value in overlay.items():
-        current = merged.get(key)
-        if isinstance(current, Mapping) and isinstance(value, Mapping):
-            merged[key] = merge(current, value)
-        else:
-            merged[key] = value
-    return merged
-
-
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
-
-
 def validate(data: Any) -> list[str]:
-    """One line per problem, each starting with the JSON path it concerns."""
-    problems: list[str] = []
-    for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        problems.extend(_describe(error))
-    return problems
-
-
-def _describe(error: jsonschema.ValidationError) -> list[str]:
-    path = _json_path(error.absolute_path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        schema = error.schema if isinstance(error.schema, dict) else {}
-        allowed = set(schema.get("properties", {}))
-        return [f"{_join(path, key)}: unknown key" for key in sorted(k for k in error.instance if k not in allowed)]
-    if error.validator == "oneOf" and error.context:
-        branch = _intended_branch(error.context)
-        if branch:
-            return [line for sub in branch for line in _describe(sub)]
-    return [f"{path}: {_short(error.message)}"]
-
-
-def _intended_branch(errors: list[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:
-    """Of a `oneOf`'s failed branches, the errors of the one the value was meant for.
-
-    That is a branch whose failure is not a type mismatch at the value itself (an object
-    given for "string or object" was meant as the object form).
-    """
-    branches: dict[Any, list[jsonschema.ValidationError]] = {}
-    for sub in errors:
-        branches.setdefault(sub.schema_path[0] if sub.schema_path else None, []).append(sub)
-    for subs in branches.values():
-        if not any(s.validator == "type" and not s.path for s in subs):
-            return subs
-    return []
-
-
-def _json_path(parts: Any) -> str:
-    path = "$"
-    for part in parts:
-        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
-    return path
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
-
-
-def _short(message: str) -> str:
-    return message if len(message) <= 160 else message[:157] + "..."
+    """The config's problems, one line each, starting with the JSON path it concerns."""
+    return schema_problems(data, SCHEMA_PATH)
 
 
 def parse_upstream(value: str | Mapping[str, Any], transport: str | None = None) -> UpstreamConfig:
@@ -292,9 +201,11 @@ def parse_upstream(value: str | Mapping[str, Any], transport: str | None = None)
     )
 
 
-def resolve_inspectors(profile: str, blocks: Mapping[str, Mapping[str, Any]]) -> dict[str, InspectorConfig]:
-    """The profile's inspector blocks with the config's `blocks` merged over them."""
-    loaded = load_profile(profile)
+def resolve_inspectors(
+    profile: str | Profile, blocks: Mapping[str, Mapping[str, Any]]
+) -> dict[str, InspectorConfig]:
+    """The profile's (a loaded one, or a name/path) inspector blocks with the config's `blocks` merged over them."""
+    loaded = profile if isinstance(profile, Profile) else load_profile(profile)
     return {
         name: InspectorConfig.from_block(loaded.block(name, blocks.get(name)))
         for name in {**loaded.inspectors, **blocks}
@@ -307,7 +218,7 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
     monitoring = data.get("monitoring", {})
     profile = load_profile(data.get("security_profile", "standard"))
     fail_closed = security.get("fail_closed", profile.fail_closed)
-    inspectors = resolve_inspectors(profile.source, security.get("inspectors", {}))
+    inspectors = resolve_inspectors(profile, security.get("inspectors", {}))
     upstream = data.get("upstream_mcp_server")
     tools = security.get("tools", {})
     return Config(

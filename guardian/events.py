@@ -58,6 +58,15 @@ _SURFACES: dict[str, tuple[Surface, Surface]] = {
 }
 
 
+LISTING_KEYS: dict[str, str] = {
+    "tools/list": "tools",
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
+"""List method -> the result key that holds its entries."""
+
+
 class Kind(StrEnum):
     REQUEST = "request"
     RESPONSE = "response"
@@ -149,6 +158,13 @@ class Event:
     @property
     def result(self) -> dict[str, Any] | None:
         return self.message.result if isinstance(self.message, JSONRPCResponse) else None
+
+    def listed(self) -> tuple[str, list[Any]] | None:
+        """For a `*/list` result: (the result key, its entries); None for anything else."""
+        key = LISTING_KEYS.get(self.method or "")
+        result = self.result
+        entries = result.get(key) if key is not None and result is not None else None
+        return (key, entries) if key is not None and isinstance(entries, list) else None
 
     @property
     def error(self) -> JSONRPCError | None:

@@ -75,24 +75,14 @@ class Guardian:
         self.pipeline = Pipeline(timed=config.monitoring.audit_all_messages)
         self.audit = AuditLog(config.monitoring.audit_log, all_messages=config.monitoring.audit_all_messages)
         self.catalog = ToolCatalog()
-        security = config.security
-        self.add_inspector(LimitsInspector(security.limits))
-        self.rate_limit = self._rate_limiter()
-        if self.rate_limit is not None:
-            self.add_inspector(self.rate_limit)
-        if security.tools_allow or security.tools_deny:
-            self.add_inspector(ToolAccessInspector(security.tools_allow, security.tools_deny))
-        pins = security.inspectors.get(PinsInspector.name)
-        if pins is not None and pins.enabled:
-            self.add_inspector(PinsInspector.from_options(pins.options))
-        self.add_inspector(self.catalog)
-        for inspector in content_inspectors(config, self.catalog):
-            self.add_inspector(inspector)
+        self.rate_limit: RateLimitInspector | None = None
         self.access_policy: AccessPolicyInspector | None = None
-        policy = security.inspectors.get(AccessPolicyInspector.name)
-        if policy is not None and policy.enabled:
-            self.access_policy = AccessPolicyInspector.from_options(policy.options)
-            self.add_inspector(self.access_policy)
+        for inspector in configured_inspectors(config, self.catalog):
+            self.add_inspector(inspector)
+            if isinstance(inspector, RateLimitInspector):
+                self.rate_limit = inspector  # the session runner takes and frees its session slots
+            elif isinstance(inspector, AccessPolicyInspector):
+                self.access_policy = inspector  # background() runs its hot reload
 
     @asynccontextmanager
     async def background(self) -> AsyncIterator[None]:
@@ -106,16 +96,6 @@ class Guardian:
                     tg.start_soon(partial(anyio.to_thread.run_sync, warm, abandon_on_cancel=True))
             yield
             tg.cancel_scope.cancel()
-
-    def _rate_limiter(self) -> RateLimitInspector | None:
-        """Rate limits run only when configured (`security.inspectors.rate_limit`): a stdio wrap
-        for one user has nothing to share, and a limit nobody chose would only get in the way."""
-        security = self.config.security
-        block = security.inspectors.get(RateLimitInspector.name)
-        if block is None or not block.enabled:
-            return None
-        fail_closed = block.fail_closed if block.fail_closed is not None else security.fail_closed
-        return RateLimitInspector.from_options({**block.options, "fail_closed": fail_closed})
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Guardian:
@@ -248,60 +228,63 @@ class Guardian:
 
 def check_inspectors(config: Config) -> None:
     """What `guardian check-config` adds to the schema: every enabled inspector's options
-    (detectors, rate limits, the access policy and its file), all problems in one `ConfigError`."""
-    problems: list[str] = []
-    checks: list[Callable[[], object]] = [partial(content_inspectors, config)]
-    optional: dict[str, Callable[[Mapping[str, Any]], object]] = {
-        RateLimitInspector.name: RateLimitInspector.from_options,
-        AccessPolicyInspector.name: AccessPolicyInspector.from_options,
-        PinsInspector.name: PinsInspector.from_options,
-    }
-    for name, build in optional.items():
-        block = config.security.inspectors.get(name)
-        if block is not None and block.enabled:
-            checks.append(partial(build, block.options))
-    for check in checks:
-        try:
-            check()
-        except errors.ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise errors.ConfigError(problems)
+    (detectors, rate limits, pins, the access policy and its file), all problems in one `ConfigError`."""
+    configured_inspectors(config, ToolCatalog())
 
 
-def content_inspectors(config: Config, catalog: ToolCatalog | None = None) -> list[Inspector]:
-    """The built-in detectors the profile (and config) enable, in the order they run;
-    every bad option of every enabled detector is reported in one `ConfigError`."""
-    builders: dict[str, Callable[[Mapping[str, Any]], Inspector]] = {
-        # A cheap gate first: when it blocks, the offloaded and async detectors are skipped.
-        SchemaValidationInspector.name: partial(SchemaValidationInspector.from_options, catalog=catalog),
-        HiddenCharactersInspector.name: HiddenCharactersInspector.from_options,
-        SecretsInspector.name: SecretsInspector.from_options,
-        PiiInspector.name: PiiInspector.from_options,
-        InjectionInspector.name: InjectionInspector.from_options,
-        ToolPoisoningInspector.name: ToolPoisoningInspector.from_options,
-        ArgumentInjectionInspector.name: partial(ArgumentInjectionInspector.from_options, catalog=catalog),
-    }
-    built: list[Inspector] = []
+def configured_inspectors(config: Config, catalog: ToolCatalog) -> list[Inspector]:
+    """The inspectors the config and its profile ask for, in the order they run: cheap gates
+    (limits, rate limits, tool lists, pins) first, the detectors next (schema validation first:
+    when it blocks, the offloaded and async detectors are skipped), the access policy last (it
+    reviews their findings). Every bad option of every one is reported in one `ConfigError`.
+
+    Rate limits run only when configured (`security.inspectors.rate_limit`): a stdio wrap for
+    one user has nothing to share, and a limit nobody chose would only get in the way.
+    """
+    security = config.security
+    built: list[Inspector] = [LimitsInspector(security.limits)]
     problems: list[str] = []
-    for name, build in builders.items():
-        settings = config.security.inspectors.get(name)
+
+    def add(name: str, build: Callable[[Mapping[str, Any]], Inspector]) -> None:
+        settings = security.inspectors.get(name)
         if settings is None or not settings.enabled:
-            continue
+            return
         try:
-            built.append(build(_with_pin_store(config, name, settings.options)))
+            built.append(build(_options_for(config, name, settings.options)))
         except errors.ConfigError as exc:
             problems.extend(exc.problems)
+
+    add(RateLimitInspector.name, RateLimitInspector.from_options)
+    if security.tools_allow or security.tools_deny:
+        built.append(ToolAccessInspector(security.tools_allow, security.tools_deny))
+    add(PinsInspector.name, PinsInspector.from_options)
+    built.append(catalog)
+    add(SchemaValidationInspector.name, partial(SchemaValidationInspector.from_options, catalog=catalog))
+    add(HiddenCharactersInspector.name, HiddenCharactersInspector.from_options)
+    add(SecretsInspector.name, SecretsInspector.from_options)
+    add(PiiInspector.name, PiiInspector.from_options)
+    add(InjectionInspector.name, InjectionInspector.from_options)
+    add(ToolPoisoningInspector.name, ToolPoisoningInspector.from_options)
+    add(ArgumentInjectionInspector.name, partial(ArgumentInjectionInspector.from_options, catalog=catalog))
+    add(AccessPolicyInspector.name, AccessPolicyInspector.from_options)
     if problems:
         raise errors.ConfigError(problems)
     return built
 
 
-def _with_pin_store(config: Config, name: str, options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Cross-process shadowing is opt-in (`tool_poisoning.pin_store: auto`): it then reads other
+def _options_for(config: Config, name: str, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An inspector's options, with what only the gateway knows filled in.
+
+    The rate limiter fails closed or open like the rest of the gateway unless told otherwise.
+    Cross-process shadowing is opt-in (`tool_poisoning.pin_store: auto`): it then reads other
     wrapped servers' tool names from the store the pins inspector uses. Off by default because
     benign servers share common names (`search`, `fetch`) and one server reached two ways (a
-    command and a URL) has two upstream keys: both would be flagged."""
+    command and a URL) has two upstream keys: both would be flagged.
+    """
+    if name == RateLimitInspector.name:
+        block = config.security.inspectors[name]
+        fail_closed = block.fail_closed if block.fail_closed is not None else config.security.fail_closed
+        return {**options, "fail_closed": fail_closed}
     if name != ToolPoisoningInspector.name:
         return options
     wanted = options.get("pin_store", False)

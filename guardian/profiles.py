@@ -13,7 +13,6 @@ secrets inspector warn" means every secrets finding, not only the default kind.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,8 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
+from guardian.documents import merge, read_file, schema_problems
 from guardian.errors import ConfigError
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -57,15 +55,7 @@ class Profile:
             return base
         if "action" in override:
             base = {k: v for k, v in base.items() if not k.endswith("_action")}
-        return _merge(base, override)
-
-
-def _merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overlay.items():
-        current = merged.get(key)
-        merged[key] = _merge(current, value) if isinstance(current, Mapping) and isinstance(value, Mapping) else value
-    return merged
+        return merge(base, override)
 
 
 def profile_path(name_or_path: str) -> Path:
@@ -78,18 +68,12 @@ def profile_path(name_or_path: str) -> Path:
 @cache
 def load_profile(name_or_path: str) -> Profile:
     """Read and validate a profile; one-line `ConfigError`s name the file and the JSON path."""
-    # Imported here: config imports this module, and the file reader lives there.
-    from guardian.config import read_file
-
     path = profile_path(name_or_path)
     if name_or_path in BUILTIN and not path.exists():
         hint = f"set {POLICIES_ENV} to the policies/ directory"
         raise ConfigError([f"{path}: shipped profile {name_or_path!r} not found ({hint})"])
     data = read_file(path)
-    problems = [
-        f"{path}: {_json_path(error.absolute_path)}: {error.message}"
-        for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    ]
+    problems = [f"{path}: {problem}" for problem in schema_problems(data, PROFILE_SCHEMA_PATH)]
     if problems:
         raise ConfigError(problems)
     return Profile(
@@ -99,15 +83,3 @@ def load_profile(name_or_path: str) -> Profile:
         description=data.get("description", ""),
         source=str(path),
     )
-
-
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(PROFILE_SCHEMA_PATH.read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
-
-
-def _json_path(parts: Any) -> str:
-    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)

@@ -37,10 +37,11 @@ from guardian.config import UpstreamConfig, parse_upstream, resolve_inspectors
 from guardian.content import Path, format_path
 from guardian.decision import Finding
 from guardian.errors import ConfigError, UpstreamStartError
-from guardian.events import Direction, Event, SessionInfo
+from guardian.events import LISTING_KEYS, Direction, Event, SessionInfo
 from guardian.inspectors.hidden_characters import HiddenCharactersInspector
-from guardian.inspectors.poisoning import PoisoningPolicy, ToolPoisoningInspector, ToolRegistry
+from guardian.inspectors.poisoning import ENTRY_KINDS, PoisoningPolicy, ToolPoisoningInspector, ToolRegistry
 from guardian.relay import ReadStream, WriteStream
+from guardian.transports.http_client import VERSION_HEADER
 from guardian.transports.upstream import open_upstream
 
 DEFAULT_TIMEOUT: Final = 30.0
@@ -54,8 +55,6 @@ LISTS: Final[tuple[tuple[str, str, str], ...]] = (
     ("resources/list", "resources", "resources"),
     ("resources/templates/list", "resourceTemplates", "resources"),
 )
-_ENTRY_NOUN: Final = {"tools": "tool", "prompts": "prompt", "resources": "resource",
-                      "resourceTemplates": "resource template"}
 
 
 class ScanError(Exception):
@@ -144,7 +143,7 @@ class _Session:
 
     def _metadata(self) -> ClientMessageMetadata | None:
         if self._http and self.protocol_version is not None:
-            return ClientMessageMetadata(headers={"mcp-protocol-version": self.protocol_version})
+            return ClientMessageMetadata(headers={VERSION_HEADER: self.protocol_version})
         return None
 
     async def notify(self, method: str) -> None:
@@ -321,7 +320,7 @@ def _definition_of(path: Path, result: Mapping[str, Any]) -> str:
     key = path[0]
     if key == "instructions":
         return "server instructions"
-    noun = _ENTRY_NOUN.get(str(key))
+    noun = ENTRY_KINDS.get(str(key))
     items = result.get(str(key))
     if noun is None or len(path) < 2 or not isinstance(path[1], int) or not isinstance(items, list):
         return str(key)
@@ -371,7 +370,8 @@ def compare_baseline(report: ScanReport, path: str, upstream: str | None = None)
         (pin.kind, pin.name): pin for pin in loaded.pins.values() if pin.upstream == chosen
     }
     current: dict[tuple[str, str], tuple[str, str]] = {}
-    for key, kind in PIN_LISTINGS.values():
+    for method, kind in PIN_LISTINGS.items():
+        key = LISTING_KEYS[method]
         for index, item in enumerate(report.listings.get(key, [])):
             found = fingerprint(kind, item)
             if found is not None:

@@ -172,5 +172,8 @@ def test_defaults_and_enabling() -> None:
 def test_key_file_must_be_a_keys_mapping(tmp_path: Path) -> None:
     path = tmp_path / "k.json"
     path.write_text('["not", "a", "mapping"]')
+    with pytest.raises(ConfigError, match=r"k\.json: \$: the top level must be a mapping, not list"):
+        load_key_file(path)
+    path.write_text('{"keys": [], "owner": "me"}')
     with pytest.raises(ConfigError, match="must be a mapping with one key, `keys`"):
         load_key_file(path)

@@ -715,4 +715,6 @@ async def test_an_offloaded_detector_that_hangs_times_out_and_the_loop_stays_fre
         release.set()
     assert decision.action is Action.BLOCK
     assert [f.kind for f in decision.findings] == ["detector_error"]
-    assert ticks >= 5  # the event loop kept running other tasks while the detector hung
+    # The event loop ran other tasks while the detector hung: run inline, the ticker could not
+    # start until the hook returned, and by then `release` is set (0 ticks). No rate is assumed.
+    assert ticks >= 1

@@ -13,7 +13,7 @@ import yaml
 
 from guardian import Action, ConfigError, Guardian
 from guardian.config import Config
-from guardian.gateway import content_inspectors
+from guardian.gateway import check_inspectors
 from guardian.profiles import BUILTIN, load_profile, policies_dir
 
 pytestmark = pytest.mark.anyio
@@ -80,7 +80,7 @@ def test_unknown_or_bad_options_are_one_line_each() -> None:
         {"security": {"inspectors": {"secrets": {"acton": "block", "directions": ["sideways"]}}}}
     )
     with pytest.raises(ConfigError) as raised:
-        content_inspectors(config)
+        check_inspectors(config)
     assert raised.value.problems == [
         "$.security.inspectors.secrets.directions: unknown value(s) 'sideways'; "
         "choose from client_to_server, server_to_client",

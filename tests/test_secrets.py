@@ -400,6 +400,14 @@ async def test_findings_never_echo_the_secret() -> None:
     assert excerpt_of(key).endswith("(20 chars)") and "AKIA" not in excerpt_of(key) and "QQQQ" not in excerpt_of(key)
 
 
+def test_excerpt_of_a_secret_holding_a_lone_surrogate() -> None:
+    # JSON text may carry "\ud800"; the audit excerpt must still be made (a plain encode() raised)
+    secret = "Abc\ud800" + body(8, seed=105)
+    text = f"password={secret}"
+    assert [(k, text[s:e]) for k, s, e in find_secrets(text)] == [("password", secret)]
+    assert excerpt_of(secret).startswith("hmac:") and excerpt_of(secret).endswith(f"({len(secret)} chars)")
+
+
 @pytest.mark.parametrize(
     ("profile", "override", "direction", "expected"),
     [

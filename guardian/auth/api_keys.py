@@ -37,6 +37,7 @@ import yaml
 
 from guardian.auth.errors import AuthFailure
 from guardian.auth.identity import Identity
+from guardian.documents import read_file
 from guardian.errors import ConfigError
 
 logger = logging.getLogger("guardian.auth")
@@ -168,17 +169,8 @@ def parse_records(data: Any, path: str) -> tuple[tuple[ApiKeyRecord, ...], list[
 
 def load_key_file(path: str | os.PathLike[str]) -> tuple[ApiKeyRecord, ...]:
     """Records from a key file (`{"keys": [...]}`, JSON or YAML); `ConfigError` if unusable."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    try:
-        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError([f"{path}: not valid JSON/YAML: {type(exc).__name__}"]) from None
-    if data is None:
-        return ()
-    if not isinstance(data, Mapping) or set(data) - {"keys"}:
+    data = read_file(path)
+    if set(data) - {"keys"}:
         raise ConfigError([f"{path}: must be a mapping with one key, `keys`"])
     records, problems = parse_records(data.get("keys", []), f"{path}: keys")
     if problems:

@@ -253,12 +253,13 @@ def _url_problem(value: str, https_unless_loopback: bool) -> str | None:
         return "must be an http(s) URL"
     if parts.fragment:
         return "must not have a fragment"
-    if https_unless_loopback and parts.scheme != "https" and not _is_loopback(parts.hostname):
+    if https_unless_loopback and parts.scheme != "https" and not is_loopback(parts.hostname):
         return "must use https (plain http is allowed only for loopback hosts)"
     return None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback IP literal (used for the listener and for `https_unless_loopback`)."""
     if host == "localhost":
         return True
     try:

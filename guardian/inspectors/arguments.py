@@ -141,6 +141,15 @@ def _unescape(match: re.Match[str]) -> str:
 
 def decode(text: str) -> str:
     """The string once URL encoding, escapes and entities are undone and it is normalized."""
+    return _normalized(_unencode(text))
+
+
+def _normalized(text: str) -> str:
+    return normalize(text).translate(_SLASHES)
+
+
+def _unencode(text: str) -> str:
+    """The string with URL encoding, escapes and HTML entities undone (not normalized)."""
     current = text
     for _ in range(3):
         if "%" not in current:
@@ -156,7 +165,7 @@ def decode(text: str) -> str:
         current = pattern.sub(_unescape, current)
     if "&" in current and ";" in current:
         current = html.unescape(current)
-    return normalize(current).translate(_SLASHES)
+    return current
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1236,10 +1245,12 @@ class ArgumentInjectionInspector:
         context, allowed = argument_context(tool, path[2:])
         if text in allowed:
             return []  # a value the schema itself enumerates
-        decoded = decode(text)
+        unencoded = _unencode(text)
+        decoded = _normalized(unencoded)
         forms = [(text, False)] if decoded == text else [(text, False), (decoded, True)]
-        # Only real decoding (percent, escapes, entities) raises a hit; NFKC and curly quotes do not.
-        encoded = decoded != text and decoded != normalize(text).translate(_SLASHES) \
+        # Only real decoding (percent, escapes, entities) raises a hit; NFKC and curly quotes do not
+        # (where nothing was unencoded, `decoded` is the normalized original: not encoded).
+        encoded = unencoded != text and decoded != text and decoded != _normalized(text) \
             and not _URL_SPAN.match(text.strip())  # URLs are percent-encoded by design
         findings: list[Finding] = []
         for category in CATEGORIES:

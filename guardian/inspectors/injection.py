@@ -821,7 +821,6 @@ STANDARD_SURFACES: Final = ("tool_result", "resource", "prompt", "sampling")
 """Not descriptions: the tool_poisoning inspector reads them, applies these same rules, and
 withholds just the poisoned tool, where a block here would refuse the whole listing."""
 STANDARD_CLASSIFIER_SURFACES: Final = ("tool_result", "resource", "prompt", "sampling")
-_GATEWAY_KEYS: Final = ("enabled", "monitor", "timeout", "fail_closed")
 REPLACEMENT: Final = "[REMOVED:PROMPT_INJECTION]"
 
 
@@ -840,9 +839,8 @@ class InjectionPolicy:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> InjectionPolicy:
+        # The generic keys are the gateway's business (a caller may pass a whole config block).
         read = Options(InjectionInspector.name, options)
-        for key in _GATEWAY_KEYS:
-            read.raw(key, None)  # the gateway's business
         action = read.action("action", Action.BLOCK)
         surfaces = read.strings("surfaces", STANDARD_SURFACES, choices=_ALL_SURFACES)
         classifier_surfaces = read.strings("classifier_surfaces", STANDARD_CLASSIFIER_SURFACES, choices=_ALL_SURFACES)
@@ -854,9 +852,7 @@ class InjectionPolicy:
             warn = None  # explicitly off
         elif warn is not None and warn > threshold:
             read.problem("warn_threshold", f"{warn} is above threshold {threshold}")
-        max_chars = read.number("max_classifier_chars", 262144, low=0)
-        if max_chars != int(max_chars):
-            read.problem("max_classifier_chars", f"{max_chars!r} is not a whole number")
+        max_chars = read.integer("max_classifier_chars", 262144, low=0)
         read.done()
         return cls(
             action=action,
@@ -866,7 +862,7 @@ class InjectionPolicy:
             classifier_surfaces=frozenset(Surface(s) for s in classifier_surfaces),
             threshold=threshold,
             warn_threshold=warn,
-            max_classifier_chars=int(max_chars),
+            max_classifier_chars=max_chars,
         )
 
 

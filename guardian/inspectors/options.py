@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from guardian.decision import Action
 from guardian.errors import ConfigError
 from guardian.events import Direction
+from guardian.profiles import GENERIC_KEYS
 
 T = TypeVar("T")
 
@@ -21,11 +22,15 @@ BOTH_DIRECTIONS = frozenset(Direction)
 
 
 class Options:
-    """Typed access to one inspector's options; call `done()` to reject unknown keys."""
+    """Typed access to one inspector's options; call `done()` to reject unknown keys.
+
+    The generic keys (`enabled`, `monitor`, `timeout`, `fail_closed`) are the pipeline's: a
+    whole config block may be passed in, and they are neither read nor reported here.
+    """
 
     def __init__(self, inspector: str, options: Mapping[str, Any] | None) -> None:
         self._name = inspector
-        self._options = dict(options or {})
+        self._options = {k: v for k, v in (options or {}).items() if k not in GENERIC_KEYS}
         self._read: set[str] = set()
         self._problems: list[str] = []
 
@@ -68,6 +73,14 @@ class Options:
             self.problem(key, f"{value!r} is outside [{low}, {high}]")
             return default
         return float(value)
+
+    def integer(self, key: str, default: int, *, low: int | None = None, high: int | None = None) -> int:
+        """`number`, and whole (a count or a size: `4096.0` is taken, `1.5` is a problem)."""
+        value = self.number(key, default, low=low, high=high)
+        if not float(value).is_integer():  # inf and nan too
+            self.problem(key, f"{value!r} is not a whole number")
+            return default
+        return int(value)
 
     def strings(self, key: str, default: tuple[str, ...], *, choices: frozenset[str] | None = None) -> tuple[str, ...]:
         value = self._get(key)

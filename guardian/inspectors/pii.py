@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import hmac
 import re
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,6 +47,7 @@ from guardian.events import Direction, Event, Kind, Surface
 from guardian.inspector import EveryMessage
 from guardian.inspectors import pii_model
 from guardian.inspectors.options import BOTH_DIRECTIONS, Options
+from guardian.inspectors.secrets import keyed_excerpt
 
 ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS",
@@ -413,17 +412,19 @@ class PiiDetector:
         self.min_score = min_score
         self.cache_size = cache_size
         self._structured = sorted(self.entities & STRUCTURED)
+        self._person = "PERSON" in self.entities
         self._scanner = Scanner(self.entities)
         self._boundaries = Boundaries.of(self.entities)
-        self._windows: bool | None = None  # whether the pipeline allows windows; known once built
+        self._engine: Any = None  # presidio's, for the structured entities; looked up once
+        self._windows = False  # whether the pipeline allows windows; set with `_engine`
         self._cache: OrderedDict[bytes, tuple[PiiSpan, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
     def warm(self) -> None:
         """Build the engine now (start-up) rather than on the first message."""
         if self._structured:
-            analyzer(frozenset(self._structured), self.regions)
-        if "PERSON" in self.entities:
+            self._structured_engine()
+        if self._person:
             pii_model.offline()
             from guardian.inspectors import pii_recognizers  # noqa: F401  # presidio's import cost, now
 
@@ -433,10 +434,9 @@ class PiiDetector:
         if not self.entities or len(text) < 3:
             return ()
         gate, regions = self._scanner.scan(text)
-        person = "PERSON" in self.entities
-        if not gate and not (person and self._name_gate(text)):
+        if not gate and not (self._person and self._name_gate(text)):
             return ()
-        if not regions and not person:
+        if not regions and not self._person:
             return ()  # passes a gate, but holds nothing a structured recognizer matches
         key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         with self._lock:
@@ -464,7 +464,7 @@ class PiiDetector:
         spans: list[PiiSpan] = []
         for offset in range(0, max(len(text) - _OVERLAP, 1), MAX_CHUNK - _OVERLAP):
             chunk = text[offset : offset + MAX_CHUNK]
-            results = pii_recognizers.person_results(chunk, self.min_score) if "PERSON" in self.entities else []
+            results = pii_recognizers.person_results(chunk, self.min_score) if self._person else []
             seeds = regions if len(chunk) == len(text) else self._scanner.scan(chunk)[1]
             if seeds:
                 results.extend(self._structured_results(chunk, seeds))
@@ -472,12 +472,21 @@ class PiiDetector:
                 spans.append(PiiSpan(r.entity_type, offset + r.start, offset + r.end, float(r.score)))
         return spans
 
+    def _structured_engine(self) -> Any:
+        """The process's engine for this detector's configuration, and whether it allows
+        windows, looked up on first use (not per message)."""
+        if self._engine is None:
+            from guardian.inspectors import pii_recognizers
+
+            engine = analyzer(frozenset(self._structured), self.regions)
+            self._windows = pii_recognizers.windows_supported(engine.nlp_engine)
+            self._engine = engine
+        return self._engine
+
     def _structured_results(self, text: str, regions: list[Region]) -> list[Any]:
         from guardian.inspectors import pii_recognizers
 
-        engine = analyzer(frozenset(self._structured), self.regions)
-        if self._windows is None:
-            self._windows = pii_recognizers.windows_supported(engine.nlp_engine)
+        engine = self._structured_engine()
         if self._windows:
             for margins in _WINDOW_MARGINS:
                 if margins is None:
@@ -498,13 +507,10 @@ class PiiDetector:
 
 # ---------------------------------------------------------------------------------------------
 
-_KEY = secrets.token_bytes(16)
-
 
 def excerpt_of(entity: str, value: str) -> str:
     """Type, keyed hash and length: correlates sightings in one process, reveals nothing."""
-    digest = hmac.new(_KEY, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:12]
-    return f"{entity} hmac:{digest} ({len(value)} chars)"
+    return keyed_excerpt(value, entity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,9 +562,7 @@ class PiiInspector(EveryMessage):
         directions = read.directions()
         arguments_action = read.action("arguments_action", action) if read.has("arguments_action") else None
         allow_tools = read.strings("allow_tools", ())
-        cache_size = read.number("cache_size", 4096, low=0, high=1_000_000)
-        if cache_size != int(cache_size):
-            read.problem("cache_size", f"{cache_size!r} is not a whole number")
+        cache_size = read.integer("cache_size", 4096, low=0, high=1_000_000)
         _check_regions(read, regions)
         read.done()
         try:
@@ -566,7 +570,7 @@ class PiiInspector(EveryMessage):
         except pii_model.ModelMissing as exc:
             raise ConfigError([f"$.security.inspectors.{cls.name}: {exc}"]) from None
         policy = PiiPolicy(action, directions, arguments_action, allow_tools)
-        return cls(policy, PiiDetector(entities, regions, min_score, int(cache_size)))
+        return cls(policy, PiiDetector(entities, regions, min_score, cache_size))
 
     def warm(self) -> None:
         self.detector.warm()

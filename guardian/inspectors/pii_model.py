@@ -35,7 +35,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,21 +153,27 @@ def build_pipeline(target: Path, context_words: Iterable[str]) -> int:
     return len(table)
 
 
-def _faker_names() -> tuple[set[str], set[str]]:
+def _faker_providers(package: Any) -> Iterator[Any]:
+    """The `Provider` class of every locale of a Faker provider package (None where absent)."""
     import importlib
     import pkgutil
 
+    for module in pkgutil.iter_modules(package.__path__):
+        yield getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "Provider", None)
+
+
+def _faker_names() -> tuple[set[str], set[str]]:
     import faker.providers.person as person  # type: ignore[import-not-found,unused-ignore]
 
     first: set[str] = set()
     last: set[str] = set()
-    for module in pkgutil.iter_modules(person.__path__):
-        provider = getattr(importlib.import_module(f"{person.__name__}.{module.name}"), "Provider", None)
+    for provider in _faker_providers(person):
         for attr in dir(provider):
             value = getattr(provider, attr, None)
             bucket = first if attr.startswith("first_names") else last if attr.startswith("last_names") else None
             if bucket is not None and isinstance(value, dict | list | tuple | set | frozenset):
                 bucket.update(n for n in value if isinstance(n, str))
+
     def cased(name: str) -> bool:
         return len(name) >= 2 and name[0].isupper() and " " not in name
 
@@ -178,14 +184,10 @@ _PLACE_ATTRIBUTES = ("countries", "cities", "city_names", "states", "provinces",
 
 
 def _faker_places() -> set[str]:
-    import importlib
-    import pkgutil
-
     import faker.providers.address as address  # type: ignore[import-not-found,unused-ignore]
 
     places: set[str] = set()
-    for module in pkgutil.iter_modules(address.__path__):
-        provider = getattr(importlib.import_module(f"{address.__name__}.{module.name}"), "Provider", None)
+    for provider in _faker_providers(address):
         for attr in _PLACE_ATTRIBUTES:
             value = getattr(provider, attr, None)
             if isinstance(value, dict | list | tuple):

@@ -59,22 +59,42 @@ from presidio_analyzer.predefined_recognizers import (  # noqa: E402
 )
 
 # ---------------------------------------------------------------------------------------------
-# Shared helpers
+# Our recognizers' common part
 
 
-def _result(recognizer: EntityRecognizer, name: str, entity: str, start: int, end: int, score: float
-            ) -> RecognizerResult:
-    return RecognizerResult(
-        entity_type=entity,
-        start=start,
-        end=end,
-        score=score,
-        analysis_explanation=AnalysisExplanation(name, score),  # the context enhancer writes to it
-        recognition_metadata={
-            RecognizerResult.RECOGNIZER_NAME_KEY: name,
-            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer.id,
-        },
-    )
+class GuardianRecognizer(LocalRecognizer):
+    """One of our recognizers: one entity, nothing to load, (start, end, score) from `find`."""
+
+    NAME: str
+    ENTITY: str
+    CONTEXT: list[str] | None = None
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=[self.ENTITY], context=self.CONTEXT, name=self.NAME)
+
+    def load(self) -> None:
+        pass
+
+    def find(self, text: str) -> Iterable[tuple[int, int, float]]:
+        raise NotImplementedError
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        return [
+            RecognizerResult(
+                entity_type=self.ENTITY,
+                start=start,
+                end=end,
+                score=score,
+                analysis_explanation=AnalysisExplanation(self.NAME, score),  # the context enhancer writes to it
+                recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: self.NAME,
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                },
+            )
+            for start, end, score in self.find(text)
+        ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,21 +171,14 @@ def find_cards(text: str) -> Iterable[tuple[int, int, float]]:
             break
 
 
-class CardRecognizer(LocalRecognizer):
+class CardRecognizer(GuardianRecognizer):
     NAME = "GuardianCardRecognizer"
+    ENTITY = "CREDIT_CARD"
     CONTEXT = ["credit", "card", "creditcard", "visa", "mastercard", "amex", "discover", "jcb", "diners", "maestro",
                "unionpay", "debit", "cc", "payment", "expiry", "expire", "exp"]
 
-    def __init__(self) -> None:
-        super().__init__(supported_entities=["CREDIT_CARD"], context=self.CONTEXT, name=self.NAME)
-
-    def load(self) -> None:
-        pass
-
-    def analyze(
-        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
-    ) -> list[RecognizerResult]:
-        return [_result(self, self.NAME, "CREDIT_CARD", s, e, score) for s, e, score in find_cards(text)]
+    def find(self, text: str) -> Iterable[tuple[int, int, float]]:
+        return find_cards(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,18 +198,23 @@ _DATE_LIKE = re.compile(r"\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-
 _DECIMAL = re.compile(r"\d+[.,]\d{1,2}")
 _THOUSANDS = re.compile(r"\d{1,3}(?:[.,]\d{3})+")
 _VERSION = re.compile(r"\d{1,3}(?:\.\d{1,3}){1,3}")
+_DOTTED_NUMBER = re.compile(r"\d{2,3}(?:\.\d{2,4}){2,4}")
+"""Version-shaped, but grouped as phone numbers are written ("20.79.46.09", "555.123.456")."""
+_NOT_DIGIT = re.compile(r"\D")
+_PHONE_SEPARATORS = re.compile(r"[ .\-()]+")
+_TRUNK = re.compile(r"0[1-9]\d{0,4}|00\d{1,4}")
 
 
 def phone_score(candidate: str, regions: Sequence[str]) -> float:
     """How phone-like a candidate is: 0 for shapes that are something else (dates, amounts,
     versions), up to 0.75 for an international or North American number."""
     body = _EXTENSION.sub("", candidate)
-    digits = re.sub(r"\D", "", body)
+    digits = _NOT_DIGIT.sub("", body)
     if not 7 <= len(digits) <= 15 or len(set(digits)) <= 2:  # "00 00 00 00": a hex dump, not a number
         return 0.0
     if _DATE_LIKE.fullmatch(body) or _DECIMAL.fullmatch(body) or _THOUSANDS.fullmatch(body):
         return 0.0
-    if _VERSION.fullmatch(body) and not re.fullmatch(r"\d{2,3}(?:\.\d{2,4}){2,4}", body):
+    if _VERSION.fullmatch(body) and not _DOTTED_NUMBER.fullmatch(body):
         return 0.0
     grouped = body != digits
     if body.startswith("+"):
@@ -207,8 +225,8 @@ def phone_score(candidate: str, regions: Sequence[str]) -> float:
     if any(_valid(body, region) for region in regions):
         score = 0.45
     if grouped:
-        groups = [g for g in re.split(r"[ .\-()]+", body) if g]
-        trunk = re.fullmatch(r"0[1-9]\d{0,4}|00\d{1,4}", groups[0]) is not None  # 030, 0699; 0044
+        groups = [g for g in _PHONE_SEPARATORS.split(body) if g]
+        trunk = _TRUNK.fullmatch(groups[0]) is not None  # 030, 0699; 0044
         parens = body.startswith("(")
         if trunk or parens:
             score = max(score, 0.5)
@@ -240,29 +258,23 @@ _LABEL_AFTER = re.compile(
 only looks back (forward, it counts the number's own tokens as the context words)."""
 
 
-class PhoneRecognizer(LocalRecognizer):
+class PhoneRecognizer(GuardianRecognizer):
     NAME = "GuardianPhoneRecognizer"
+    ENTITY = "PHONE_NUMBER"
     CONTEXT = ["phone", "telephone", "tel", "mobile", "cell", "cellphone", "call", "fax", "sms", "whatsapp",
                "contact", "reach", "dial", "landline", "office", "desk", "ring", "hotline", "ph"]
 
     def __init__(self, regions: Sequence[str]) -> None:
         self.regions = tuple(regions)
-        super().__init__(supported_entities=["PHONE_NUMBER"], context=self.CONTEXT, name=self.NAME)
+        super().__init__()
 
-    def load(self) -> None:
-        pass
-
-    def analyze(
-        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
-    ) -> list[RecognizerResult]:
-        results = []
+    def find(self, text: str) -> Iterable[tuple[int, int, float]]:
         for match in _PHONE.finditer(text):
             score = phone_score(match.group(), self.regions)
             if score > 0 and _LABEL_AFTER.match(text, match.end()):
                 score = min(1.0, score + 0.35)
             if score > 0:
-                results.append(_result(self, self.NAME, "PHONE_NUMBER", match.start(), match.end(), score))
-        return results
+                yield match.start(), match.end(), score
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,24 +457,20 @@ def _name_score(text: str, start: int, end: int, tokens: list[str], names: pii_m
     return 0.5 if strong else 0.0
 
 
-class NameRecognizer(LocalRecognizer):
+class NameRecognizer(GuardianRecognizer):
     """PERSON from the gazetteer. Its cues are its own ("my name is", a title right before the
     name, "Scott is"), which presidio's window of single context words cannot express, so it
     declares no presidio context."""
 
     NAME = "GuardianNameRecognizer"
+    ENTITY = "PERSON"
 
     def __init__(self, names: pii_model.Names) -> None:
         self.names = names
-        super().__init__(supported_entities=["PERSON"], name=self.NAME)
+        super().__init__()
 
-    def load(self) -> None:
-        pass
-
-    def analyze(
-        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
-    ) -> list[RecognizerResult]:
-        return [_result(self, self.NAME, "PERSON", s, e, score) for s, e, score in find_names(text, self.names)]
+    def find(self, text: str) -> Iterable[tuple[int, int, float]]:
+        return find_names(text, self.names)
 
 
 _ANY_STRONG_CUE = regex.compile(

@@ -97,13 +97,10 @@ which address the model and name their sibling tools by design."""
 RULE_IDS: Final = R.RULE_IDS | {PROMPT_INJECTION}
 ACTIONS: Final = ("remove", "block", "warn")
 
-# Listing method -> (result key, what one entry is).
-LISTINGS: Final[dict[str, tuple[str, str]]] = {
-    "tools/list": ("tools", "tool"),
-    "prompts/list": ("prompts", "prompt"),
-    "resources/list": ("resources", "resource"),
-    "resources/templates/list": ("resourceTemplates", "resource template"),
+ENTRY_KINDS: Final[dict[str, str]] = {
+    "tools": "tool", "prompts": "prompt", "resources": "resource", "resourceTemplates": "resource template",
 }
+"""Listing result key (`Event.listed()`) -> what one entry is."""
 SERVER_METHODS: Final = frozenset({"initialize", "server/discover"})
 _CALLS: Final[dict[str, tuple[str, str]]] = {
     "tools/call": ("tool", "name"),
@@ -128,9 +125,6 @@ WELL_KNOWN_TOOLS: Final = frozenset(
 """Tools of popular servers; a directive naming one, where the listing is unknown, is about another server."""
 
 
-_GATEWAY_KEYS: Final = ("enabled", "monitor", "timeout", "fail_closed")
-
-
 @dataclass(frozen=True, slots=True)
 class PoisoningPolicy:
     """The inspector's options (see the module docstring); the defaults are the `standard` profile."""
@@ -146,7 +140,8 @@ class PoisoningPolicy:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> PoisoningPolicy:
-        read = Options(ToolPoisoningInspector.name, {k: v for k, v in options.items() if k not in _GATEWAY_KEYS})
+        # The generic keys are the gateway's business (a caller may pass a whole config block).
+        read = Options(ToolPoisoningInspector.name, options)
         action = read.raw("action", "remove")
         if action == "redact":
             action = "remove"
@@ -328,7 +323,6 @@ class Context:
     foreign: Mapping[str, tuple[str, str]]
     """Tool key -> (where it comes from: "upstream X" or "known_tools", its name): shadowing if named
     or listed again."""
-    params: frozenset[str] = frozenset()
 
 
 class DefinitionChecker:
@@ -360,6 +354,8 @@ class DefinitionChecker:
 
         own = context.own
         own_key = tool_key(own) if own else None
+        param_names = _property_names(entry.get("inputSchema")) if entry is not None else []
+        params = {tool_key(p) for p in param_names}  # a parameter named like a tool is not a reference
         foreign = {**self.known, **context.foreign}
         local = context.local
         for item in texts:
@@ -373,7 +369,7 @@ class DefinitionChecker:
                     add(rule, item.path, item.text[:80])
             for ref in scan.refs:
                 key = tool_key(ref.name)
-                if key == own_key or key in context.params:
+                if key == own_key or key in params:
                     continue
                 if key in foreign and (local is None or key not in local):
                     add(R.SHADOWING, item.path, flat[ref.start : ref.end])
@@ -399,7 +395,7 @@ class DefinitionChecker:
         if own_key is not None and own_key in foreign:
             add(R.SHADOWING, (*entry_path, "name"), f"{own} (also {foreign[own_key][0]})")
         if entry is not None:
-            for name in _property_names(entry.get("inputSchema")):
+            for name in param_names:
                 for rule in R.parameter_hits(name, "", own):
                     add(rule, (*entry_path, "inputSchema", "properties", name), name)
             if own and R.promotional_name(own):
@@ -515,28 +511,28 @@ class ToolPoisoningInspector:
         rule = self.registry.poisoned(session.upstream, session.tenant, kind, target)
         if rule is None:
             return []
-        action = Action.WARN if self.policy.action == "warn" else Action.BLOCK
         return [Finding(self.name, rule, f"this {kind} was flagged as poisoned ({rule}); it may not be used",
-                        action=action, path=("params", key))]
+                        action=self._refusal, path=("params", key))]
+
+    @property
+    def _refusal(self) -> Action:
+        """The action of a finding that does not remove anything: a warning in `warn` mode, else a block."""
+        return Action.WARN if self.policy.action == "warn" else Action.BLOCK
 
     # -- listings and server instructions ---------------------------------------------------------
 
     def response(self, event: Event) -> list[Finding]:
-        result = event.result
-        method = event.method
-        if result is None or method is None or event.direction is not Direction.SERVER_TO_CLIENT:
+        if event.result is None or event.direction is not Direction.SERVER_TO_CLIENT:
             return []
-        if method in LISTINGS:
-            return self._listing(event, method, result)
-        if method in SERVER_METHODS:
+        listed = event.listed()
+        if listed is not None:
+            return self._listing(event, *listed)
+        if event.method in SERVER_METHODS:
             return self._server_texts(event)
         return []
 
-    def _listing(self, event: Event, method: str, result: Mapping[str, Any]) -> list[Finding]:
-        result_key, kind = LISTINGS[method]
-        entries = result.get(result_key)
-        if not isinstance(entries, list):
-            return []
+    def _listing(self, event: Event, result_key: str, entries: list[Any]) -> list[Finding]:
+        kind = ENTRY_KINDS[result_key]
         session = event.session
         upstream, tenant = session.upstream, session.tenant
         id_key = _ENTRY_ID_KEYS[kind]
@@ -565,8 +561,7 @@ class ToolPoisoningInspector:
             ident = entry.get(id_key)
             own = entry.get("name") if isinstance(entry.get("name"), str) else None
             entry_path: Path = ("result", result_key, index)
-            context = Context(own if kind == "tool" else None, local, foreign,
-                              frozenset(tool_key(p) for p in _property_names(entry.get("inputSchema"))))
+            context = Context(own if kind == "tool" else None, local, foreign)
             hits, mark = self.checker.check(by_entry.get(index, ()), context, entry, entry_path)
             if kind == "tool" and mark is not None:
                 marks[tool_key(mark.name)] = mark
@@ -598,9 +593,8 @@ class ToolPoisoningInspector:
                 findings.append(Finding(self.name, hit.rule, message, action=Action.REDACT, path=entry_path,
                                         remove=True, excerpt=hit.excerpt))
             else:
-                findings.append(Finding(self.name, hit.rule, message,
-                                        action=Action.BLOCK if action == "block" else Action.WARN,
-                                        path=hit.path, excerpt=hit.excerpt))
+                findings.append(Finding(self.name, hit.rule, message, action=self._refusal, path=hit.path,
+                                        excerpt=hit.excerpt))
         return findings
 
     def _server_texts(self, event: Event) -> list[Finding]:
@@ -627,9 +621,8 @@ class ToolPoisoningInspector:
                                             remove=whole, replacement=None if whole else REPLACEMENT,
                                             excerpt=hit.excerpt))
                 else:
-                    findings.append(Finding(self.name, hit.rule, message,
-                                            action=Action.BLOCK if self.policy.action == "block" else Action.WARN,
-                                            path=item.path, excerpt=hit.excerpt))
+                    findings.append(Finding(self.name, hit.rule, message, action=self._refusal, path=item.path,
+                                            excerpt=hit.excerpt))
         return findings
 
 

@@ -53,6 +53,7 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError, best_match, relevance
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
+from mcp_types import PROTOCOL_VERSION_META_KEY
 from referencing import Registry, Resource
 
 from guardian import errors
@@ -69,7 +70,7 @@ SCHEMA_DIR: Final = FilePath(__file__).resolve().parents[2] / "schemas" / "mcp"
 HANDSHAKE_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 MODERN_VERSIONS: Final = ("2026-07-28",)
 VERSIONS: Final = HANDSHAKE_VERSIONS + MODERN_VERSIONS
-VERSION_META_KEY: Final = "io.modelcontextprotocol/protocolVersion"
+VERSION_META_KEY: Final = PROTOCOL_VERSION_META_KEY
 """Where a modern-era request names its protocol version (`params._meta`)."""
 
 Mode = Literal["off", "inspected", "full"]
@@ -607,7 +608,7 @@ class SchemaValidationInspector:
                 "protocolVersion")
             return resolve_version(offered if isinstance(offered, str) else None, modern=False)
         # The relay's negotiated version, where the gateway puts it on the event.
-        negotiated = getattr(event, "protocol_version", None) or self._negotiated.get(event.session.session_id)
+        negotiated = event.protocol_version or self._negotiated.get(event.session.session_id)
         if isinstance(negotiated, str):
             return resolve_version(negotiated, modern=negotiated in MODERN_VERSIONS)
         return resolve_version(None, modern=False)

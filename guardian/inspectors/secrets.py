@@ -35,9 +35,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import itertools
 import json
 import math
+import os
 import re
 import string
 import threading
@@ -51,7 +53,7 @@ import ahocorasick
 from guardian.decision import Action, Finding
 from guardian.events import Direction, Event
 from guardian.inspector import EveryMessage
-from guardian.inspectors.options import Options
+from guardian.inspectors.options import BOTH_DIRECTIONS, Options
 
 Validator = Callable[[str, "re.Match[str]"], bool]
 """(secret, the match) -> keep?"""
@@ -89,6 +91,8 @@ _PLACEHOLDER = re.compile(
 )
 _WORDY = re.compile(r"^[a-z]+(?:[._-][a-z]+)*$")
 """`os.environ`, `settings.api_key`, `get-token`: identifiers, not values."""
+_LETTER = re.compile(r"[A-Za-z]")
+_DIGIT = re.compile(r"[0-9]")
 
 
 def entropy(value: str) -> float:
@@ -405,6 +409,8 @@ def _rule(kind: str, keywords: tuple[str, ...], pattern: str, validate: Validato
 
 
 _BOUNDARY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+_PEM_FRAMING = re.compile(r"-----[^-]+-----|\s|\\n")
+"""What is not key material in a PEM block: its BEGIN/END lines, line breaks (escaped ones too)."""
 
 
 RULES: tuple[Rule, ...] = (
@@ -416,7 +422,7 @@ RULES: tuple[Rule, ...] = (
             r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[^-]|-(?!----BEGIN)){16,10000}?"
             r"-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
         ),
-        validate=lambda s, _t: looks_random(re.sub(r"-----[^-]+-----|\s|\\n", "", s), 4.0),
+        validate=lambda s, _t: looks_random(_PEM_FRAMING.sub("", s), 4.0),
     ),
     Rule(
         "gcp_service_account",
@@ -458,7 +464,7 @@ RULES: tuple[Rule, ...] = (
         _B + r"(xox[bp](?:-[0-9]{8,13}){2,3}-[A-Za-z0-9]{18,34}|xoxb-[0-9]{8,14}-[A-Za-z0-9]{18,26}"
         r"|xox[os]-\d+-\d+-\d+-[a-fA-F\d]+|xox[ar]-(?:\d-)?[0-9a-zA-Z]{8,48}(?:-[0-9a-zA-Z]{8,48})*"
         r"|xoxe\.xox[bp]-\d-[A-Za-z0-9]{163,166}|xoxe-\d-[A-Za-z0-9]{146})" + _ED,
-        lambda s, _m: looks_random(s.rsplit("-", 1)[-1], 2.5) and bool(re.search(r"[A-Za-z]", s[5:])),
+        lambda s, _m: looks_random(s.rsplit("-", 1)[-1], 2.5) and _LETTER.search(s, 5) is not None,
     ),
     _rule("slack_token", ("xapp-",), _B + r"(xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)" + _E, _token(3.0, slice(5, None))),
     Rule(
@@ -709,11 +715,11 @@ def key_value(value: str, *, strong: bool = True) -> bool:
         return strong
     if value.isdigit():
         return n >= 16 and entropy(value) >= 2.5
-    if not re.search(r"[A-Za-z]", value):
+    if not _LETTER.search(value):
         return False
     if looks_like_words(value):
         return False
-    if not re.search(r"[0-9]", value) and (n < 20 or not strong):
+    if not _DIGIT.search(value) and (n < 20 or not strong):
         return False  # letters only: words and identifiers, unless long and random
     if not strong and n < 20:
         return False
@@ -858,19 +864,19 @@ def _detect_secrets_ready() -> bool:
     return _DS_READY
 
 
-def _detect_secrets_line(line: str, lines: list[str], number: int) -> Iterator[str]:
-    """Every value detect-secrets reports for one line, the way `scan_file` judges it
+def _detect_secrets_line(line: str) -> Iterator[str]:
+    """Every value detect-secrets reports for `line` alone, the way `scan_file` judges it
     (plugins + the line, secret and context filters)."""
     from detect_secrets.core.scan import _is_filtered_out, _scan_line  # type: ignore[import-untyped,unused-ignore]
     from detect_secrets.settings import get_plugins  # type: ignore[import-untyped,unused-ignore]
     from detect_secrets.util.code_snippet import get_code_snippet  # type: ignore[import-untyped,unused-ignore]
 
-    context = get_code_snippet(lines=lines, line_number=number)
+    context = get_code_snippet(lines=[line], line_number=1)
     filename = "mcp-message"
     if _is_filtered_out(required_filter_parameters=["line"], filename=filename, line=line, context=context):
         return
     for plugin in get_plugins():
-        for secret in _scan_line(plugin=plugin, filename=filename, line=line, line_number=number, context=context):
+        for secret in _scan_line(plugin=plugin, filename=filename, line=line, line_number=1, context=context):
             if _is_filtered_out(
                 required_filter_parameters=["context"],
                 filename=filename,
@@ -910,7 +916,7 @@ def _second_opinion(text: str, found: list[tuple[str, int, int]]) -> Iterator[tu
         if len(line) > _DS_WINDOW:
             left = max(0, candidate.start() - line_start - _DS_WINDOW // 2)
             line = line[left:left + _DS_WINDOW]
-        for value in _detect_secrets_line(line, [line], 1):
+        for value in _detect_secrets_line(line):
             index = line.find(value)
             if value == token and index >= 0:
                 span = (line_start + left + index, line_start + left + index + len(value))
@@ -1027,10 +1033,21 @@ def _non_overlapping(found: list[tuple[str, int, int]]) -> list[tuple[str, int, 
     return kept
 
 
+_EXCERPT_KEY = os.urandom(16)
+
+
+def keyed_excerpt(value: str, label: str = "") -> str:
+    """`[label ]hmac:<12 hex> (<n> chars)`: enough to correlate sightings, nothing of the value
+    itself (even a few leading characters of a password are a leak). The hash is keyed, at
+    random per process: a plain hash of a short password, an SSN or a phone number is reversed
+    by enumeration. The PII inspector's excerpts use it too."""
+    digest = hmac.new(_EXCERPT_KEY, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:12]
+    return f"{label + ' ' if label else ''}hmac:{digest} ({len(value)} chars)"
+
+
 def excerpt_of(secret: str) -> str:
-    """A hash prefix and the length: enough to correlate sightings, nothing of the secret itself
-    (even a few leading characters of a password are a leak)."""
-    return f"sha256:{hashlib.sha256(secret.encode()).hexdigest()[:12]} ({len(secret)} chars)"
+    """The audit excerpt of a secret (`keyed_excerpt`)."""
+    return keyed_excerpt(secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1038,12 +1055,18 @@ class SecretsPolicy:
     """What a secret does, in which direction."""
 
     action: Action = Action.REDACT
-    client_to_server: bool = True
-    server_to_client: bool = True
-
+    directions: frozenset[Direction] = BOTH_DIRECTIONS
 
 
 class SecretsInspector(EveryMessage):
+    """Options (`security.inspectors.secrets.*`), defaults = the `standard` profile:
+
+    - `action`: redact | block | warn (default redact).
+    - `directions`: client_to_server and/or server_to_client (default both).
+    - `second_opinion`: detect-secrets' Base64 high-entropy plugin behind our own layers
+      (default true).
+    """
+
     name = "secrets"
 
     def __init__(self, policy: SecretsPolicy | None = None, *, second_opinion: bool = True) -> None:
@@ -1052,20 +1075,15 @@ class SecretsInspector(EveryMessage):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SecretsInspector:
-        """Options: `action` (redact | block | warn), `directions` (default both),
-        `second_opinion` (detect-secrets' Base64 high-entropy plugin behind our own layers)."""
         read = Options(cls.name, options)
         action = read.action("action", Action.REDACT)
         directions = read.directions()
         second_opinion = read.boolean("second_opinion", True)
         read.done()
-        policy = SecretsPolicy(action, client_to_server=Direction.CLIENT_TO_SERVER in directions,
-                               server_to_client=Direction.SERVER_TO_CLIENT in directions)
-        return cls(policy, second_opinion=second_opinion)
+        return cls(SecretsPolicy(action, directions), second_opinion=second_opinion)
 
     def check(self, event: Event) -> list[Finding]:
-        outbound = event.direction is Direction.CLIENT_TO_SERVER
-        if not (self.policy.client_to_server if outbound else self.policy.server_to_client):
+        if event.direction not in self.policy.directions:
             return []
         findings: list[Finding] = []
         for item in event.texts():

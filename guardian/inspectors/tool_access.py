@@ -20,8 +20,8 @@ class ToolAccessInspector:
     name = "tool_access"
 
     def __init__(self, allow: Sequence[str] = (), deny: Sequence[str] = ()) -> None:
-        self._allow = _compile(allow)
-        self._deny = _compile(deny)
+        self._allow = compile_globs(allow)
+        self._deny = compile_globs(deny)
 
     @lru_cache(maxsize=4096)  # noqa: B019 - inspectors live as long as the gateway
     def permits(self, tool: str) -> bool:
@@ -38,11 +38,8 @@ class ToolAccessInspector:
         return [Finding(self.name, "tool_denied", "tool is not allowed by gateway policy", path=("params", "name"))]
 
     def response(self, event: Event) -> list[Finding]:
-        result = event.result
-        if event.method != "tools/list" or result is None:
-            return []
-        tools = result.get("tools")
-        if not isinstance(tools, list):
+        listed = event.listed()
+        if listed is None or listed[0] != "tools":
             return []
         return [
             Finding(
@@ -53,12 +50,13 @@ class ToolAccessInspector:
                 path=("result", "tools", index),
                 remove=True,
             )
-            for index, tool in enumerate(tools)
+            for index, tool in enumerate(listed[1])
             if not (isinstance(tool, dict) and isinstance(tool.get("name"), str) and self.permits(tool["name"]))
         ]
 
 
-def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:
+def compile_globs(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    """One regex matching any of the shell-style globs (case-sensitive, `*` crosses `/`); None for none."""
     if not patterns:
         return None
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))

@@ -247,10 +247,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     try:
         store = PinStore(args.store)
         return _COMMANDS[args.pins_action](store, args, out, err)
-    except Refused as exc:
-        print(f"guardian: {exc}", file=err)
-        return 1
-    except baselines.BaselineError as exc:
+    except (Refused, baselines.BaselineError) as exc:
         print(f"guardian: {exc}", file=err)
         return 1
     except PinStoreError as exc:

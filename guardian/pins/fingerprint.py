@@ -33,12 +33,12 @@ KINDS: Final[tuple[PinKind, ...]] = ("tool", "prompt", "resource_template", "ins
 INSTRUCTIONS_NAME: Final = "instructions"
 """The name under which a server's `instructions` (initialize / discover result) are pinned."""
 
-LISTINGS: Final[dict[str, tuple[str, PinKind]]] = {
-    "tools/list": ("tools", "tool"),
-    "prompts/list": ("prompts", "prompt"),
-    "resources/templates/list": ("resourceTemplates", "resource_template"),
+LISTINGS: Final[dict[str, PinKind]] = {
+    "tools/list": "tool",
+    "prompts/list": "prompt",
+    "resources/templates/list": "resource_template",
 }
-"""List method -> (result key holding the items, kind of item)."""
+"""Pinned list methods -> the kind of their entries (`Event.listed()` finds the entries)."""
 
 _FIELDS: Final[dict[PinKind, tuple[str, ...]]] = {
     "tool": ("name", "title", "description", "inputSchema", "outputSchema", "annotations"),

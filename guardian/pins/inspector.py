@@ -279,13 +279,11 @@ class PinsInspector:
                 return None
             return _Listing(scope, "instructions", ((("result", "instructions"), instructions_fingerprint(text)),),
                             complete=False)
-        spec = LISTINGS.get(method)
-        if spec is None:
+        kind = LISTINGS.get(method)
+        listed = event.listed()
+        if kind is None or listed is None:
             return None
-        field, kind = spec
-        items = result.get(field)
-        if not isinstance(items, list):
-            return None
+        field, items = listed
         pinned: list[tuple[JsonPath, Fingerprint]] = []
         for index, item in enumerate(items):
             fp = fingerprint(kind, item) if isinstance(item, dict) else None

@@ -80,7 +80,7 @@ class AccessPolicyInspector:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> AccessPolicyInspector:
-        read = Options(cls.name, {k: v for k, v in options.items() if k not in _GATEWAY_KEYS})
+        read = Options(cls.name, options)
         action = read.action("action", Action.BLOCK)
         if action not in (Action.BLOCK, Action.WARN):
             read.problem("action", f"{str(action)!r}: the access policy can block or warn")
@@ -201,7 +201,6 @@ class AccessPolicyInspector:
 
 
 _SUBJECT_CACHE = 4096
-_GATEWAY_KEYS = frozenset({"enabled", "monitor", "timeout", "fail_closed"})
 
 
 def _visible(findings: Sequence[Finding], own: str) -> Sequence[Finding]:

@@ -53,6 +53,7 @@ from guardian import errors
 from guardian.decision import Action, Finding
 from guardian.events import Direction, Event, SessionInfo
 from guardian.inspector import Hook
+from guardian.inspectors.tool_access import compile_globs
 from guardian.ratelimit.bucket import BackendError, BucketCheck, Check, SharedBackend, SlotCheck, refusal
 from guardian.ratelimit.memory import DEFAULT_MAX_KEYS, MemoryBackend
 from guardian.ratelimit.policy import DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, Options, RateLimitPolicy, ToolRate
@@ -129,7 +130,7 @@ class RateLimitInspector:
         self.fail_closed = fail_closed
         self._instance = uuid.uuid4().hex[:12]
         """Tells this gateway's session and request ids apart from other hosts' in shared slot sets."""
-        self._exempt = _globs(policy.exempt_methods)
+        self._exempt = compile_globs(policy.exempt_methods)
         self._tools = [(re.compile(fnmatch.translate(t.pattern)), t) for t in policy.per_tool]
         self._held: dict[str, dict[RequestId, tuple[str, str, float]]] = {}
         """session id -> request id -> (slot key, member, local expiry) of requests in flight."""
@@ -452,9 +453,3 @@ def _key(scope: str, value: str) -> str:
 
 _ANONYMOUS = "id:anonymous"
 """The identity bucket of unauthenticated traffic (no hash has this form, so no identity collides)."""
-
-
-def _globs(patterns: Sequence[str]) -> re.Pattern[str] | None:
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardian import errors
 from guardian.auth.identity import identity_of
-from guardian.transports.codec import DECODED_KEY, decode_message
+from guardian.transports.codec import DECODED_KEY, decode_message, encode_message
 from guardian.transports.http_session import HttpSession
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ ModernHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def jsonrpc_error_response(status: int, code: int, message: str, request_id: RequestId | None = None) -> Response:
     """An HTTP error whose body is a JSON-RPC error: clients can act on either."""
-    body = errors.error_response(request_id, code, message).model_dump_json(by_alias=True, exclude_unset=True)
+    body = encode_message(errors.error_response(request_id, code, message))
     return Response(body, status_code=status, media_type="application/json")
 
 

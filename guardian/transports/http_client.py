@@ -35,7 +35,7 @@ from guardian.auth.upstream_oauth import bearer_auth
 from guardian.config import UpstreamConfig
 from guardian.errors import describe
 from guardian.relay import ReadStream, WriteStream
-from guardian.transports.codec import decode_message
+from guardian.transports.codec import decode_message, encode_message
 
 logger = logging.getLogger("guardian.upstream")
 
@@ -132,7 +132,7 @@ class _Upstream:
     async def _post(self, message: JSONRPCRequest | JSONRPCNotification | JSONRPCResponse | JSONRPCError,
                     headers: dict[str, str]) -> None:
         """POST one message and deliver whatever comes back."""
-        body = message.model_dump_json(by_alias=True, exclude_unset=True)
+        body = encode_message(message)
         request_id = message.id if isinstance(message, JSONRPCRequest) else None
         async with self.client.stream("POST", self.url, content=body, headers=self._headers(headers)) as response:
             if isinstance(message, JSONRPCRequest) and message.method == "initialize":
