@@ -48,6 +48,7 @@ bench: install
 	$(PY) bench/bench_ratelimit.py
 	$(PY) bench/bench_pins.py
 	$(PY) bench/bench_schema.py
+	$(PY) bench/bench_metrics.py
 
 # Detector accuracy on the labelled corpora in ../shared/corpus (precision/recall on the untuned split).
 eval: install

@@ -1,4 +1,4 @@
-"""The HTTP face of the gateway: a Starlette app with `/mcp`, `/sse`, `/messages/`, `/health`."""
+"""The HTTP face of the gateway: a Starlette app with `/mcp`, `/sse`, `/messages/`, `/health`, `/metrics`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
@@ -69,6 +69,13 @@ def create_app(guardian: Guardian, authentication: AuthSettings | None = None) -
             }
         )
 
+    async def metrics(request: Request) -> Response:
+        # Behind AuthMiddleware like every route: public only with `authentication.protect_metrics: false`.
+        if guardian.metrics is None:  # `monitoring.metrics: false`
+            return Response(status_code=404)
+        body, content_type = guardian.metrics.exposition(request.headers.get("accept"))
+        return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with sessions.run(), modern.run(), guardian.background():
@@ -78,15 +85,17 @@ def create_app(guardian: Guardian, authentication: AuthSettings | None = None) -
         routes=[
             Route("/mcp", endpoint=_Endpoint(sessions), methods=["GET", "POST", "DELETE"]),
             Route("/sse", endpoint=_Endpoint(sse.connect), methods=["GET"]),
+            Route("/sse/{upstream}", endpoint=_Endpoint(sse.connect), methods=["GET"]),
             Mount("/messages/", app=sse.post),
             Route("/health", endpoint=health, methods=["GET"]),
+            Route("/metrics", endpoint=metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path skips Starlette's middleware stack and router: /mcp is one exact path.
-        if scope["type"] == "http" and scope["path"] == "/mcp":
+        if scope["type"] == "http" and (scope["path"] == "/mcp" or scope["path"].startswith("/mcp/")):
             await sessions(scope, receive, send)
         else:
             await routes(scope, receive, send)

@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return policy_command(args)
     try:
         config = Config.load(args.config, overrides=_overrides(args))
-        if config.upstream is None:
+        if config.upstream is None and not (args.action == "serve" and config.upstreams):
             raise ConfigError([f"{args.action}: no upstream server: give one on the command line or in the config"])
     except ConfigError as exc:
         for problem in exc.problems:
@@ -286,9 +286,13 @@ def _serve(guardian: Guardian) -> int:
 
     server = guardian.config.server
     base = f"{'https' if server.tls else 'http'}://{server.bind_host}:{server.bind_port}"
+    config = guardian.config
+    named = "".join(f"\n  {name}: {base}/mcp/{name}" for name in config.upstreams if name != config.main_upstream_name)
+    front = config.upstream.label if config.upstream is not None else ", ".join(config.upstreams)
     print(
-        f"MCP Guardian {__version__} in front of {guardian.require_upstream().label}\n"
+        f"MCP Guardian {__version__} in front of {front}\n"
         f"  streamable HTTP: {base}/mcp\n  SSE:             {base}/sse\n  health:          {base}/health\n"
+        f"  metrics:         {base}/metrics{named}\n"
         f"  e.g. npx @modelcontextprotocol/inspector --cli {base}/mcp --method tools/list",
         file=sys.stderr,
         flush=True,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,10 +109,36 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantConfig:
+    """One tenant: which upstreams it may reach and its own security settings.
+
+    `security` is already complete: the tenant's profile with the gateway's security section
+    merged over it, then the tenant's own section over that.
+    """
+
+    name: str
+    upstreams: tuple[str, ...]
+    default_upstream: str | None
+    profile: str
+    security: SecurityConfig
+
+
+DEFAULT_TENANT = "default"
+"""The tenant of callers that have none, when tenants are configured (if it is configured)."""
+DEFAULT_UPSTREAM = "default"
+
+
+def upstream_route_name(upstream: UpstreamConfig) -> str:
+    return upstream.name or DEFAULT_UPSTREAM
+
+
+@dataclass(frozen=True, slots=True)
 class MonitoringConfig:
     log_level: str = "INFO"
     audit_log: str | None = None
     audit_all_messages: bool = False
+    metrics: bool = True
+    """Count decisions, findings, latencies and sessions for `/metrics` (Prometheus)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +152,16 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     authentication: AuthSettings = field(default_factory=AuthSettings)
+    upstreams: Mapping[str, UpstreamConfig] = field(default_factory=dict)
+    """Every upstream by route name (`/mcp/<name>`): the `upstreams` section and the main
+    upstream (`upstream_mcp_server`, named by its `name`, else `default`)."""
+    tenants: Mapping[str, TenantConfig] = field(default_factory=dict)
+    """Configured tenants; empty: one implicit tenant reaching every upstream."""
     source: str = "<defaults>"
+
+    @property
+    def main_upstream_name(self) -> str | None:
+        return upstream_route_name(self.upstream) if self.upstream is not None else None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Config:
@@ -214,15 +249,13 @@ def resolve_inspectors(
 
 def _build(data: Mapping[str, Any], source: str) -> Config:
     server = data.get("server", {})
-    security = data.get("security", {})
     monitoring = data.get("monitoring", {})
     profile = load_profile(data.get("security_profile", "standard"))
-    fail_closed = security.get("fail_closed", profile.fail_closed)
-    inspectors = resolve_inspectors(profile, security.get("inspectors", {}))
-    upstream = data.get("upstream_mcp_server")
-    tools = security.get("tools", {})
+    main = data.get("upstream_mcp_server")
+    upstream = parse_upstream(main) if main is not None else None
+    upstreams = _named_upstreams(data.get("upstreams", {}), upstream)
     return Config(
-        upstream=parse_upstream(upstream) if upstream is not None else None,
+        upstream=upstream,
         profile=profile.name,
         proxy_mode=data.get("proxy_mode"),
         server=ServerConfig(
@@ -232,18 +265,80 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
             tls=TLSSettings.from_dict(server["tls"]) if "tls" in server else None,
         ),
         authentication=AuthSettings.from_dict(data.get("authentication", {})),
-        security=SecurityConfig(
-            plugin_timeout=security.get("security_plugin_timeout", 5.0),
-            fail_closed=fail_closed,
-            limits=Limits(**security.get("limits", {})),
-            tools_allow=tuple(tools.get("allow", ())),
-            tools_deny=tuple(tools.get("deny", ())),
-            inspectors=inspectors,
-        ),
+        security=_security(data.get("security", {}), profile),
         monitoring=MonitoringConfig(
             log_level=str(monitoring.get("log_level", "INFO")).upper(),
             audit_log=monitoring.get("audit_log"),
             audit_all_messages=bool(monitoring.get("audit_all_messages", False)),
+            metrics=bool(monitoring.get("metrics", True)),
         ),
+        upstreams=upstreams,
+        tenants=_tenants(data, upstreams, upstream),
         source=source,
     )
+
+
+def _security(security: Mapping[str, Any], profile: Profile) -> SecurityConfig:
+    tools = security.get("tools", {})
+    return SecurityConfig(
+        plugin_timeout=security.get("security_plugin_timeout", 5.0),
+        fail_closed=security.get("fail_closed", profile.fail_closed),
+        limits=Limits(**security.get("limits", {})),
+        tools_allow=tuple(tools.get("allow", ())),
+        tools_deny=tuple(tools.get("deny", ())),
+        inspectors=resolve_inspectors(profile, security.get("inspectors", {})),
+    )
+
+
+def _named_upstreams(section: Mapping[str, Any], main: UpstreamConfig | None) -> dict[str, UpstreamConfig]:
+    """The `upstreams` section by name (a spec without its own `name` is labelled by its key,
+    which then names its pins and catalog entries), plus the main upstream."""
+    named: dict[str, UpstreamConfig] = {}
+    problems: list[str] = []
+    for name, spec in section.items():
+        try:
+            parsed = parse_upstream(spec)
+        except ConfigError as exc:
+            problems.extend(p.replace("$.upstream_mcp_server", f"$.upstreams.{name}") for p in exc.problems)
+            continue
+        named[name] = parsed if parsed.name else replace(parsed, name=name)
+    if main is not None:
+        main_name = upstream_route_name(main)
+        if main_name in named:
+            problems.append(f"$.upstreams.{main_name}: the name is taken by upstream_mcp_server")
+        named[main_name] = main
+    if problems:
+        raise ConfigError(problems)
+    return named
+
+
+def _tenants(
+    data: Mapping[str, Any], upstreams: Mapping[str, UpstreamConfig], main: UpstreamConfig | None
+) -> dict[str, TenantConfig]:
+    """Each tenant with its upstream names checked and its security settings complete."""
+    tenants: dict[str, TenantConfig] = {}
+    problems: list[str] = []
+    gateway_security = data.get("security", {})
+    for name, block in data.get("tenants", {}).items():
+        where = f"$.tenants.{name}"
+        reachable = tuple(block.get("upstreams", ()))
+        if not reachable and main is not None:
+            reachable = (upstream_route_name(main),)
+        if not reachable:
+            problems.append(f"{where}.upstreams: required when upstream_mcp_server is not set")
+        problems.extend(
+            f"{where}.upstreams[{i}]: no upstream named {u!r}" for i, u in enumerate(reachable) if u not in upstreams
+        )
+        default = block.get("default_upstream", reachable[0] if reachable else None)
+        if default is not None and default not in reachable:
+            problems.append(f"{where}.default_upstream: {default!r} is not one of this tenant's upstreams")
+        try:
+            profile = load_profile(block.get("security_profile", data.get("security_profile", "standard")))
+            security = _security(merge(gateway_security, block.get("security", {})), profile)
+        except ConfigError as exc:
+            problems.extend(f"{where}: {p}" for p in exc.problems)
+            continue
+        tenants[name] = TenantConfig(name, reachable, default, profile.name, security)
+    if problems:
+        raise ConfigError(problems)
+    return tenants

@@ -40,6 +40,10 @@ GATEWAY_OVERLOADED = -32014
 RATE_LIMITED = -32015
 """A rate limit or quota refused the request; `error.data.guardian.retry_after` says when to retry (seconds)."""
 
+ACCESS_REFUSED = -32016
+"""The caller's tenant is not served by this gateway, or names an upstream it may not reach
+(an upstream of another tenant reads exactly as one that does not exist)."""
+
 ERROR_CODES: dict[int, str] = {
     PARSE_ERROR: "parse error",
     INVALID_REQUEST: "invalid request",
@@ -49,6 +53,7 @@ ERROR_CODES: dict[int, str] = {
     UPSTREAM_TIMEOUT: "upstream timeout",
     GATEWAY_OVERLOADED: "too many requests in flight",
     RATE_LIMITED: "rate limit exceeded",
+    ACCESS_REFUSED: "access refused",
 }
 
 

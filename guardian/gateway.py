@@ -7,6 +7,7 @@ fresh upstream connection. The CLI, the ASGI app and embedding code all go throu
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -31,7 +32,7 @@ from pydantic import BaseModel
 from guardian import errors
 from guardian.auth.identity import Identity
 from guardian.catalog import ToolCatalog
-from guardian.config import Config, UpstreamConfig
+from guardian.config import Config, SecurityConfig, UpstreamConfig
 from guardian.decision import Action, Decision
 from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
@@ -46,11 +47,13 @@ from guardian.inspectors.schema_validation import SchemaValidationInspector
 from guardian.inspectors.secrets import SecretsInspector
 from guardian.inspectors.tool_access import ToolAccessInspector
 from guardian.observability.audit import AuditLog
+from guardian.observability.metrics import Metrics
 from guardian.pins import PinsInspector
 from guardian.pipeline import InspectorSettings, Pipeline
 from guardian.policy import AccessPolicyInspector
 from guardian.ratelimit import RateLimitInspector
 from guardian.relay import ReadStream, Relay, RelayOptions, WriteStream
+from guardian.tenancy import AccessRefused, Route, Tenancy, TenantContext
 from guardian.transports.upstream import http_headers, open_upstream
 
 logger = logging.getLogger("guardian")
@@ -72,27 +75,65 @@ class Guardian:
         elif not isinstance(config, Config):
             config = Config.from_dict(config)
         self.config = config
-        self.pipeline = Pipeline(timed=config.monitoring.audit_all_messages)
         self.audit = AuditLog(config.monitoring.audit_log, all_messages=config.monitoring.audit_all_messages)
         self.catalog = ToolCatalog()
-        self.rate_limit: RateLimitInspector | None = None
-        self.access_policy: AccessPolicyInspector | None = None
-        for inspector in configured_inspectors(config, self.catalog):
-            self.add_inspector(inspector)
+        # `monitoring.metrics` (default on): None serves no /metrics and counts nothing.
+        self.metrics = Metrics() if config.monitoring.metrics else None
+        shared: dict[tuple[str, str], Inspector] = {}
+        gateway = self._context(None, config.security, config.upstreams, _first(config), shared)
+        tenants = {
+            name: self._context(
+                name, tenant.security, {u: config.upstreams[u] for u in tenant.upstreams}, tenant.default_upstream,
+                shared,
+            )
+            for name, tenant in config.tenants.items()
+        }
+        self.tenancy = Tenancy(gateway, tenants)
+        self.pipeline = gateway.pipeline
+        """The gateway-wide pipeline (library `inspect()`; every session when no tenants are configured)."""
+        self.rate_limit = gateway.rate_limit
+        self.access_policy = gateway.access_policy
+
+    def _context(
+        self, name: str | None, security: SecurityConfig, upstreams: Mapping[str, UpstreamConfig],
+        default_upstream: str | None, shared: dict[tuple[str, str], Inspector],
+    ) -> TenantContext:
+        """A tenant's context: its own pipeline over inspectors shared with every tenant whose
+        options for them are the same (one PII engine, one rate limiter, one policy watcher)."""
+        pipeline = Pipeline(timed=self.config.monitoring.audit_all_messages, metrics=self.metrics)
+        context = TenantContext(name, security, pipeline, upstreams, default_upstream)
+        try:
+            inspectors = configured_inspectors(self.config, self.catalog, security, shared)
+        except errors.ConfigError as exc:
+            raise errors.ConfigError([f"$.tenants.{name}: {p}" for p in exc.problems]) if name else exc from None
+        for inspector in inspectors:
+            self._add(context, inspector)
             if isinstance(inspector, RateLimitInspector):
-                self.rate_limit = inspector  # the session runner takes and frees its session slots
+                context.rate_limit = inspector  # the session runner takes and frees its session slots
             elif isinstance(inspector, AccessPolicyInspector):
-                self.access_policy = inspector  # background() runs its hot reload
+                context.access_policy = inspector  # background() runs its hot reload
+        return context
+
+    @property
+    def contexts(self) -> list[TenantContext]:
+        """The gateway-wide context and every tenant's."""
+        return [self.tenancy.gateway, *self.tenancy.tenants.values()]
 
     @asynccontextmanager
     async def background(self) -> AsyncIterator[None]:
         """Gateway-wide tasks (access-policy hot reload) for as long as the gateway serves."""
         async with anyio.create_task_group() as tg:
-            if self.access_policy is not None:
-                tg.start_soon(self.access_policy.watch)
-            for inspector in self.pipeline.inspectors:
+            watched: set[int] = set()
+            for context in self.contexts:
+                policy = context.access_policy
+                if policy is not None and id(policy) not in watched:
+                    watched.add(id(policy))
+                    tg.start_soon(policy.watch)
+            warmed: set[int] = set()
+            for inspector in (i for context in self.contexts for i in context.pipeline.inspectors):
                 # Build heavy detector state (PII engine, classifier) now, not on the first message.
-                if callable(warm := getattr(inspector, "warm", None)):
+                if callable(warm := getattr(inspector, "warm", None)) and id(inspector) not in warmed:
+                    warmed.add(id(inspector))
                     tg.start_soon(partial(anyio.to_thread.run_sync, warm, abandon_on_cancel=True))
             yield
             tg.cancel_scope.cancel()
@@ -102,8 +143,14 @@ class Guardian:
         return cls(Config.load(path))
 
     def add_inspector(self, inspector: Inspector) -> None:
-        """Register an inspector, applying its per-name settings from config (and the profile)."""
-        security = self.config.security
+        """Register an inspector with every tenant's pipeline, applying its per-name settings
+        from each one's config (and profile)."""
+        for context in self.contexts:
+            self._add(context, inspector)
+
+    @staticmethod
+    def _add(context: TenantContext, inspector: Inspector) -> None:
+        security = context.security
         override = security.inspectors.get(inspector.name)
         if override is not None and not override.enabled:
             return
@@ -114,7 +161,7 @@ class Guardian:
             ),
             monitor=bool(override and override.monitor),
         )
-        self.pipeline.add(inspector, settings)
+        context.pipeline.add(inspector, settings)
 
     async def inspect(
         self,
@@ -138,9 +185,9 @@ class Guardian:
 
     _embedded_session = SessionInfo(session_id="embedded", transport="library", upstream="-")
 
-    def relay_options(self, transport: str) -> RelayOptions:
+    def relay_options(self, transport: str, upstream: UpstreamConfig | None = None) -> RelayOptions:
         server = self.config.server
-        upstream = self.config.upstream
+        upstream = upstream if upstream is not None else self.config.upstream
         return RelayOptions(
             max_in_flight=server.max_concurrent_requests,
             request_timeout=server.request_timeout,
@@ -149,41 +196,62 @@ class Guardian:
             upstream_headers=http_headers if upstream and upstream.transport == "streamable-http" else None,
         )
 
+    def route(self, identity: Identity | None, upstream: str | None = None) -> Route:
+        """Which tenant context and upstream serve `identity` (`upstream`: a route name, None for
+        the tenant's default); raises `AccessRefused`."""
+        return self.tenancy.route(identity, upstream)
+
     async def run_session(
         self,
         downstream: tuple[ReadStream, WriteStream],
         transport: str,
         session_id: str | None = None,
         identity: Identity | None = None,
+        route: Route | None = None,
     ) -> str | None:
         """Relay one downstream session to a new upstream connection until either ends.
 
-        Returns None when the session ended normally, or why the upstream failed.
+        `route` is where the transport already routed the caller (None: the caller's tenant's
+        default upstream). Returns None when the session ended normally, or why it failed.
         """
-        upstream = self.require_upstream()
+        if route is None:
+            try:
+                route = self.route(identity)
+            except AccessRefused as exc:
+                await answer_first_request(downstream, partial(refused_error, exc))
+                return f"session refused: {exc}"
+        upstream = route.upstream
         session = SessionInfo(
             session_id=session_id or uuid.uuid4().hex, transport=transport, upstream=upstream.label,
-            identity=identity.subject if identity else None, tenant=identity.tenant if identity else None,
+            identity=identity.subject if identity else None, tenant=route.context.tenant_of(identity),
             principal=identity,
         )
-        limiter = self.rate_limit
+        limiter = route.context.rate_limit
         if limiter is not None and (refused := await limiter.open_session(session)) is not None:
             decision = Decision(action=Action.BLOCK, findings=[refused], event_id=uuid.uuid4().hex[:16])
             self.audit.record(Event(session, Direction.CLIENT_TO_SERVER, _SESSION_OPEN), decision)
             await answer_first_request(downstream, decision.block_error)
             return f"session refused: {refused.message}"
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.session_opened(transport)
         try:
-            return await self._relay_session(downstream, transport, session, upstream)
+            ended = await self._relay_session(downstream, transport, session, route)
+            if ended is not None and metrics is not None:
+                metrics.upstream_failed()  # not started, failed, or hung up: the client did not end it
+            return ended
         finally:
+            if metrics is not None:
+                metrics.session_closed(transport)
             if limiter is not None:
                 with anyio.CancelScope(shield=True):
                     await limiter.close_session(session)
 
     async def _relay_session(
-        self, downstream: tuple[ReadStream, WriteStream], transport: str, session: SessionInfo,
-        upstream: UpstreamConfig,
+        self, downstream: tuple[ReadStream, WriteStream], transport: str, session: SessionInfo, route: Route
     ) -> str | None:
-        relay = Relay(self.pipeline, session, self.relay_options(transport), self.audit)
+        upstream = route.upstream
+        relay = Relay(route.pipeline, session, self.relay_options(transport, upstream), self.audit)
         label = "upstream server"
         try:
             async with open_upstream(upstream, self.config.security.limits.max_message_bytes) as server_streams:
@@ -210,7 +278,7 @@ class Guardian:
         return self.config.upstream
 
     def asgi_app(self) -> Any:
-        """The Starlette app: `/mcp`, `/sse` + `/messages/`, `/health`."""
+        """The Starlette app: `/mcp` (and `/mcp/<upstream>`), `/sse` + `/messages/`, `/health`, `/metrics`."""
         from guardian.app import create_app
 
         return create_app(self)
@@ -228,35 +296,61 @@ class Guardian:
 
 def check_inspectors(config: Config) -> None:
     """What `guardian check-config` adds to the schema: every enabled inspector's options
-    (detectors, rate limits, pins, the access policy and its file), all problems in one `ConfigError`."""
-    configured_inspectors(config, ToolCatalog())
+    (detectors, rate limits, pins, the access policy and its file), the gateway's and every
+    tenant's, all problems in one `ConfigError`."""
+    catalog = ToolCatalog()
+    problems: list[str] = []
+    for name, security in [(None, config.security), *((n, t.security) for n, t in config.tenants.items())]:
+        try:
+            configured_inspectors(config, catalog, security)
+        except errors.ConfigError as exc:
+            problems.extend(f"$.tenants.{name}: {p}" if name else p for p in exc.problems)
+    if problems:
+        raise errors.ConfigError(problems)
 
 
-def configured_inspectors(config: Config, catalog: ToolCatalog) -> list[Inspector]:
-    """The inspectors the config and its profile ask for, in the order they run: cheap gates
-    (limits, rate limits, tool lists, pins) first, the detectors next (schema validation first:
-    when it blocks, the offloaded and async detectors are skipped), the access policy last (it
-    reviews their findings). Every bad option of every one is reported in one `ConfigError`.
+def configured_inspectors(
+    config: Config, catalog: ToolCatalog, security: SecurityConfig | None = None,
+    shared: dict[tuple[str, str], Inspector] | None = None,
+) -> list[Inspector]:
+    """The inspectors `security` (default: the gateway's) and its profile ask for, in the order
+    they run: cheap gates (limits, rate limits, tool lists, pins) first, the detectors next
+    (schema validation first: when it blocks, the offloaded and async detectors are skipped),
+    the access policy last (it reviews their findings). Every bad option of every one is
+    reported in one `ConfigError`.
+
+    `shared` holds instances by (name, options) across calls, so tenants whose settings for
+    an inspector are the same share one instance (and its state: buckets, caches, engines).
 
     Rate limits run only when configured (`security.inspectors.rate_limit`): a stdio wrap for
     one user has nothing to share, and a limit nobody chose would only get in the way.
     """
-    security = config.security
-    built: list[Inspector] = [LimitsInspector(security.limits)]
+    security = security if security is not None else config.security
+    shared = shared if shared is not None else {}
     problems: list[str] = []
+
+    def once(name: str, key: Any, build: Callable[[], Inspector]) -> Inspector:
+        index = (name, json.dumps(key, sort_keys=True, default=repr))
+        if index not in shared:
+            shared[index] = build()
+        return shared[index]
+
+    built: list[Inspector] = [once("limits", repr(security.limits), partial(LimitsInspector, security.limits))]
 
     def add(name: str, build: Callable[[Mapping[str, Any]], Inspector]) -> None:
         settings = security.inspectors.get(name)
         if settings is None or not settings.enabled:
             return
+        options = _options_for(security, name, settings.options)
         try:
-            built.append(build(_options_for(config, name, settings.options)))
+            built.append(once(name, options, partial(build, options)))
         except errors.ConfigError as exc:
             problems.extend(exc.problems)
 
     add(RateLimitInspector.name, RateLimitInspector.from_options)
     if security.tools_allow or security.tools_deny:
-        built.append(ToolAccessInspector(security.tools_allow, security.tools_deny))
+        lists = (security.tools_allow, security.tools_deny)
+        built.append(once(ToolAccessInspector.name, lists, partial(ToolAccessInspector, *lists)))
     add(PinsInspector.name, PinsInspector.from_options)
     built.append(catalog)
     add(SchemaValidationInspector.name, partial(SchemaValidationInspector.from_options, catalog=catalog))
@@ -272,7 +366,7 @@ def configured_inspectors(config: Config, catalog: ToolCatalog) -> list[Inspecto
     return built
 
 
-def _options_for(config: Config, name: str, options: Mapping[str, Any]) -> Mapping[str, Any]:
+def _options_for(security: SecurityConfig, name: str, options: Mapping[str, Any]) -> Mapping[str, Any]:
     """An inspector's options, with what only the gateway knows filled in.
 
     The rate limiter fails closed or open like the rest of the gateway unless told otherwise.
@@ -282,17 +376,26 @@ def _options_for(config: Config, name: str, options: Mapping[str, Any]) -> Mappi
     command and a URL) has two upstream keys: both would be flagged.
     """
     if name == RateLimitInspector.name:
-        block = config.security.inspectors[name]
-        fail_closed = block.fail_closed if block.fail_closed is not None else config.security.fail_closed
+        block = security.inspectors[name]
+        fail_closed = block.fail_closed if block.fail_closed is not None else security.fail_closed
         return {**options, "fail_closed": fail_closed}
     if name != ToolPoisoningInspector.name:
         return options
     wanted = options.get("pin_store", False)
     if wanted != "auto":
         return {**options, "pin_store": wanted}
-    pins = config.security.inspectors.get(PinsInspector.name)
+    pins = security.inspectors.get(PinsInspector.name)
     store = (pins.options.get("store") or "auto") if pins is not None and pins.enabled else False
     return {**options, "pin_store": store}
+
+
+def refused_error(refused: AccessRefused, request_id: RequestId) -> JSONRPCError:
+    return errors.error_response(request_id, refused.code, str(refused))
+
+
+def _first(config: Config) -> str | None:
+    """The gateway-wide default upstream: the main one, else the first named."""
+    return config.main_upstream_name or next(iter(config.upstreams), None)
 
 
 async def answer_first_request(

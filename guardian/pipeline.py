@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from time import perf_counter
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import anyio
 
@@ -30,6 +30,9 @@ from guardian.content import apply_patches
 from guardian.decision import ALLOW, Action, Decision, Finding
 from guardian.events import Event
 from guardian.inspector import HOOK_NAMES, HookResult, Inspector
+
+if TYPE_CHECKING:
+    from guardian.observability.metrics import Metrics
 
 logger = logging.getLogger("guardian.pipeline")
 
@@ -63,9 +66,11 @@ class _Entry:
 class Pipeline:
     """Runs the inspectors that apply to an event and folds their findings into a decision."""
 
-    def __init__(self, *, timed: bool = False) -> None:
+    def __init__(self, *, timed: bool = False, metrics: Metrics | None = None) -> None:
         self.timed = timed
         """Give every decision, allows included, its per-inspector latencies (audit of every message)."""
+        self.metrics = metrics
+        """Where every decision is counted (action, findings, time taken); None counts nothing."""
         self._inspectors: list[tuple[Inspector, InspectorSettings]] = []
         self._sync: dict[str, list[_Entry]] = {name: [] for name in set(HOOK_NAMES.values())}
         self._async: dict[str, list[_Entry]] = {name: [] for name in set(HOOK_NAMES.values())}
@@ -104,6 +109,7 @@ class Pipeline:
             await inspector.abandoned(event)
 
     async def run(self, event: Event) -> Decision:
+        started = perf_counter()
         hook_name = HOOK_NAMES[event.kind]
         findings: list[Finding] = []
         latencies: dict[str, float] = {}
@@ -134,9 +140,12 @@ class Pipeline:
         for entry in self._review:
             findings.extend(self._call_review(entry, event, findings, latencies))
         if not findings:
-            return Decision(latencies=latencies) if self.timed else ALLOW
-        decision = decide(event, findings)
-        decision.latencies = latencies
+            decision = Decision(latencies=latencies) if self.timed else ALLOW
+        else:
+            decision = decide(event, findings)
+            decision.latencies = latencies
+        if self.metrics is not None:
+            self.metrics.observe(event.direction, event.method, decision, perf_counter() - started)
         return decision
 
     def _call_sync(self, entry: _Entry, event: Event, latencies: dict[str, float]) -> list[Finding]:
@@ -190,6 +199,7 @@ def _settle(entry: _Entry, result: HookResult) -> list[Finding]:
 def _error_finding(entry: _Entry, what: str, exc: BaseException) -> Finding:
     logger.warning("inspector %s %s", entry.name, what, exc_info=not isinstance(exc, TimeoutError))
     action = Action.BLOCK if entry.settings.fail_closed else Action.WARN
+    # observability/metrics.py tells timeouts from errors by this wording ("inspector timed out …").
     finding = Finding(entry.name, "detector_error", f"inspector {what}", action=action)
     return replace(finding, action=Action.WARN, monitor=True) if entry.settings.monitor else finding
 

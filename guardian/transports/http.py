@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardian import errors
 from guardian.auth.identity import identity_of
+from guardian.tenancy import AccessRefused, Route
 from guardian.transports.codec import DECODED_KEY, decode_message, encode_message
 from guardian.transports.http_session import HttpSession
 
@@ -42,6 +43,14 @@ _SESSION_HEADER = MCP_SESSION_ID_HEADER.lower().encode("latin-1")
 _VERSION_HEADER = MCP_PROTOCOL_VERSION_HEADER.encode("latin-1")
 
 ModernHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def upstream_in_path(path: str, endpoint: str) -> str | None:
+    """The upstream a request names by its path: `/mcp/files` -> `files`; `/mcp` -> None (the
+    caller's default)."""
+    if not path.startswith(endpoint + "/"):
+        return None
+    return path[len(endpoint) + 1 :].rstrip("/") or None
 
 
 def jsonrpc_error_response(status: int, code: int, message: str, request_id: RequestId | None = None) -> Response:
@@ -152,9 +161,10 @@ class StreamableHTTPSessions:
             await self.modern(scope, receive, send)
             return
         session_id = headers.get(_SESSION_HEADER)
+        path = scope["path"]
         if session_id is not None:
             session = self._sessions.get(session_id.decode("latin-1"))
-            if session is None or not session.admits(identity_of(scope)):  # another caller's: as if absent
+            if session is None or not session.admits(identity_of(scope), path):  # another caller's: as if absent
                 await jsonrpc_error_response(404, errors.INVALID_REQUEST, "session not found")(scope, receive, send)
                 return
             await session.handle(scope, receive, send)
@@ -173,19 +183,27 @@ class StreamableHTTPSessions:
                 scope, receive, send
             )
             return
-        session = HttpSession(uuid4().hex, self.security, identity_of(scope), self.rate_limit_status)
+        identity = identity_of(scope)
+        try:
+            route = self.guardian.route(identity, upstream_in_path(path, "/mcp"))
+        except AccessRefused as refused:
+            await jsonrpc_error_response(refused.status, refused.code, str(refused), message.id)(scope, receive, send)
+            return
+        session = HttpSession(uuid4().hex, self.security, identity, self.rate_limit_status, path)
         self._sessions[session.session_id] = session
         assert self._task_group is not None
-        self._task_group.start_soon(self._serve, session)
+        self._task_group.start_soon(self._serve, session, route)
         await session.handle(scope, receive, send)
 
-    async def _serve(self, session: HttpSession) -> None:
+    async def _serve(self, session: HttpSession, route: Route) -> None:
         """Relay the session until it ends (DELETE, idle, upstream gone), then forget it."""
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._expire_when_idle, session)
                 streams = (session.read_stream, session.write_stream)
-                await self.guardian.run_session(streams, "streamable-http", session.session_id, session.identity)
+                await self.guardian.run_session(
+                    streams, "streamable-http", session.session_id, session.identity, route
+                )
                 tg.cancel_scope.cancel()
         finally:
             self._sessions.pop(session.session_id, None)

@@ -68,8 +68,11 @@ class HttpSession:
         security: TransportSecurityMiddleware,
         identity: Identity | None = None,
         rate_limit_status: int = 200,
+        path: str = "/mcp",
     ) -> None:
         self.session_id = session_id
+        self.path = path
+        """The endpoint that opened the session (`/mcp/<upstream>`): requests elsewhere don't find it."""
         self._security = security
         self.identity = identity
         """Who opened the session (when authentication is on); only they may use it."""
@@ -84,8 +87,11 @@ class HttpSession:
         self.terminated = False
         self.last_activity = anyio.current_time()
 
-    def admits(self, identity: Identity | None) -> bool:
-        """Whether a request by `identity` may use this session: a session id is not a credential."""
+    def admits(self, identity: Identity | None, path: str) -> bool:
+        """Whether a request by `identity` on `path` may use this session: a session id is not a
+        credential, and it belongs to one upstream's endpoint."""
+        if path != self.path:
+            return False
         return self.identity is None or (identity is not None and identity.principal == self.identity.principal)
 
     @property

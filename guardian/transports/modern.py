@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
+from anyio.abc import TaskGroup
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     InboundLadderRejection,
@@ -42,7 +43,10 @@ from guardian.auth.identity import identity_of
 from guardian.decision import Action
 from guardian.errors import UpstreamStartError
 from guardian.events import Direction, Event, SessionInfo
+from guardian.pipeline import Pipeline
+from guardian.tenancy import AccessRefused, Route
 from guardian.transports.codec import DECODED_KEY, decode_message, encode_message, sse_frame
+from guardian.transports.http import upstream_in_path
 from guardian.transports.http_session import PING_INTERVAL, cancel_on_disconnect, rate_limit_http
 from guardian.transports.upstream import http_headers
 from guardian.transports.upstream_pool import SharedUpstream, UpstreamPool
@@ -75,24 +79,36 @@ class ModernExchange:
 
     def __init__(self, guardian: Guardian) -> None:
         self.guardian = guardian
-        self._pool: UpstreamPool | SharedUpstream | None = None
+        self._pools: dict[tuple[str | None, str], UpstreamPool | SharedUpstream] = {}
+        self._task_group: TaskGroup | None = None
         self._sequence = itertools.count(1)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
-            config = self.guardian.config
-            upstream = config.upstream
-            if upstream is not None and upstream.transport == "stdio":
-                self._pool = SharedUpstream(upstream, tg)
-            elif upstream is not None:
-                self._pool = UpstreamPool(upstream, tg, size=config.server.upstream_pool_size)
+            self._task_group = tg
             try:
                 yield
             finally:
-                if self._pool is not None:
-                    self._pool.close()
+                for pool in self._pools.values():
+                    pool.close()
+                self._pools.clear()
                 tg.cancel_scope.cancel()
+
+    def _pool(self, route: Route) -> UpstreamPool | SharedUpstream:
+        """The shared upstream of one (tenant, upstream), made on first use: tenants never share
+        a connection, a process or a subscription id space."""
+        key = (route.context.name, route.upstream_name)
+        pool = self._pools.get(key)
+        if pool is None:
+            assert self._task_group is not None
+            upstream = route.upstream
+            if upstream.transport == "stdio":
+                pool = SharedUpstream(upstream, self._task_group)
+            else:
+                pool = UpstreamPool(upstream, self._task_group, size=self.guardian.config.server.upstream_pool_size)
+            self._pools[key] = pool
+        return pool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -110,17 +126,23 @@ class ModernExchange:
             await _json_response(invalid, 400)(scope, receive, send)
             return
         identity = identity_of(scope)
+        try:
+            route = self.guardian.route(identity, upstream_in_path(scope["path"], "/mcp"))
+        except AccessRefused as refused:
+            answer = errors.error_response(getattr(message, "id", None), refused.code, str(refused))
+            await _json_response(answer, refused.status)(scope, receive, send)
+            return
         session = SessionInfo(
             session_id=f"modern-{next(self._sequence)}",
             transport="streamable-http",
-            upstream=self.guardian.require_upstream().label,
+            upstream=route.upstream.label,
             identity=identity.subject if identity else None,
-            tenant=identity.tenant if identity else None,
+            tenant=route.context.tenant_of(identity),
             principal=identity,
         )
         if isinstance(message, JSONRPCNotification):
             # No client→server notifications exist at this revision; inspect, then acknowledge.
-            await self.guardian.pipeline.run(Event(session, Direction.CLIENT_TO_SERVER, message))
+            await route.pipeline.run(Event(session, Direction.CLIENT_TO_SERVER, message))
             await Response(status_code=202)(scope, receive, send)
             return
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -132,32 +154,32 @@ class ModernExchange:
             status = ERROR_CODE_HTTP_STATUS.get(verdict.code, 400)
             await _json_response(rejection, status)(scope, receive, send)
             return
-        await self._exchange(session, message, request, scope, receive, send)
+        await self._exchange(route, session, message, scope, receive, send)
 
     async def _exchange(
-        self, session: SessionInfo, message: JSONRPCRequest, request: Request, scope: Scope, receive: Receive,
+        self, route: Route, session: SessionInfo, message: JSONRPCRequest, scope: Scope, receive: Receive,
         send: Send,
     ) -> None:
         guardian = self.guardian
+        pipeline = route.pipeline
         rate_limit_status = guardian.config.server.rate_limit_http_status
         event = Event(session, Direction.CLIENT_TO_SERVER, message)
-        decision = await guardian.pipeline.run(event)
+        decision = await pipeline.run(event)
         if guardian.audit.wants(decision):
             guardian.audit.record(event, decision)
         if decision.action is Action.BLOCK:
-            await guardian.pipeline.abandon(event)
+            await pipeline.abandon(event)
             await _answer_response(decision.block_error(message.id), rate_limit_status)(scope, receive, send)
             return
         outbound = decision.patched if isinstance(decision.patched, JSONRPCRequest) else message
-        assert self._pool is not None
-        headers = http_headers(outbound, None, None) if guardian.config.upstream and \
-            guardian.config.upstream.transport == "streamable-http" else None
+        pool = self._pool(route)
+        headers = http_headers(outbound, None, None) if route.upstream.transport == "streamable-http" else None
         streaming = False
         timeout = guardian.config.server.request_timeout
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(cancel_on_disconnect, receive, tg.cancel_scope)
-                async with self._pool.exchange(outbound, headers) as replies:
+                async with pool.exchange(outbound, headers) as replies:
                     # A subscription stream is meant to stay open and quiet; anything else must be answered in time.
                     deadline = math.inf if message.method == "subscriptions/listen" else anyio.current_time() + timeout
                     while True:
@@ -169,7 +191,7 @@ class ModernExchange:
                             if streaming:
                                 await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
                             continue
-                        reply = await self._inspect_reply(session, received, message)
+                        reply = await self._inspect_reply(pipeline, session, received, message)
                         if reply is None:
                             continue
                         if isinstance(reply, JSONRPCResponse | JSONRPCError):
@@ -186,11 +208,11 @@ class ModernExchange:
                         await _sse_send(send, reply)
                 tg.cancel_scope.cancel()
         except UpstreamStartError as exc:
-            await guardian.pipeline.abandon(event)
+            await pipeline.abandon(event)
             failure = errors.error_response(message.id, errors.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {exc}")
             await _json_response(failure)(scope, receive, send)
         except TimeoutError:
-            await guardian.pipeline.abandon(event)
+            await pipeline.abandon(event)
             late = errors.error_response(
                 message.id, errors.UPSTREAM_TIMEOUT, f"upstream did not answer within {timeout:g}s"
             )
@@ -201,11 +223,11 @@ class ModernExchange:
                 await _json_response(late)(scope, receive, send)
 
     async def _inspect_reply(
-        self, session: SessionInfo, reply: JSONRPCMessage, request: JSONRPCRequest
+        self, pipeline: Pipeline, session: SessionInfo, reply: JSONRPCMessage, request: JSONRPCRequest
     ) -> JSONRPCMessage | None:
         answers = isinstance(reply, JSONRPCResponse | JSONRPCError)
         event = Event(session, Direction.SERVER_TO_CLIENT, reply, request=request if answers else None)
-        decision = await self.guardian.pipeline.run(event)
+        decision = await pipeline.run(event)
         if self.guardian.audit.wants(decision):
             self.guardian.audit.record(event, decision)
         if decision.action is Action.ALLOW:
