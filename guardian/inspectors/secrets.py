@@ -9,20 +9,26 @@ has none, and each layer below only runs where its keywords occur.
    structure where the provider gives one (the CRC32 in GitHub/npm tokens, JWT JSON parts, a
    PyPI macaroon's fields), then a validator that throws out placeholders and test values;
    and credentials in commands and headers (`curl -u user:password`, `Authorization: ...`).
+   A Google API key (public by design in web and mobile apps) counts only where the text
+   around it says it is a credential (`apiKey:`, `?key=`).
 2. Assignments: wherever a credential word (key, token, secret, password, ...) occurs, the
    name around it and the value assigned to it (`=`, `:`, `=>`, `:=`, XML elements, CLI
    flags, quoted or not) are read and judged: the name must *be* a credential (`api_key`,
-   `DB_PASSWORD`, not `key_id`, `public_key`, `keyframe`, `token_url`), and the value must
-   look like one (random, not a word, identifier, version, host, path, variable reference
-   or placeholder).
+   `DB_PASSWORD`, not `key_id`, `public_key`, `keyframe`, `token_url`, nor a bare `key`),
+   and the value must look like one (random, not a word, identifier, version, host, path,
+   variable reference or placeholder). A value with a provider's prefix (`dapi...`) is left
+   to that provider's rule.
 3. detect-secrets as a second opinion for high-entropy strings, used as its file scanner
    uses it: settings configured once (its Base64 high-entropy plugin, its default filters),
    then `analyze_line` with the line/secret/context filters applied, only on lines that say
    they hold a credential.
 
 Placeholders are never secrets: `xxxx`, `<your-key>`, `${VAR}`, `changeme`, `example`, runs
-of one character or of consecutive characters (`abcdef`, `123456`). Git SHAs, UUIDs and bare
-32/40/64-hex digests are never secrets on their own (assigned to a credential name they are).
+of one character or of consecutive characters (`abcdef`, `123456`). The exception is a format
+no ordinary text produces (an AWS key ID, an age key): there only an explicit placeholder
+(`xxxx`, `EXAMPLE`) is let through, and a fixture such as `AKIA` + `ZZZ...` is redacted. Git
+SHAs, UUIDs and bare 32/40/64-hex digests are never secrets on their own (assigned to a
+credential name they are).
 
 By profile: `basic` redacts secrets only in server->client messages (tool results leaking
 credentials to the model); `standard` and `enterprise` redact both directions.
@@ -183,6 +189,32 @@ def _token(min_entropy: float = 3.0, body: slice = slice(None)) -> Validator:
     return check
 
 
+def _exact_format(body: slice) -> Validator:
+    """For a format that ordinary text never produces (an AWS key ID: a vendor code, then 16
+    characters of base32; an age key: `AGE-SECRET-KEY-1` and 58 of bech32), only a value marked
+    as a placeholder (`AKIAXXXXXXXXXXXXXXXX`, `...EXAMPLE`) is let through. A test fixture of one
+    repeated character is not random, but redacting it costs nothing, while letting a real key
+    through on a randomness guess would cost a lot."""
+
+    def check(secret: str, _match: re.Match[str]) -> bool:
+        return _PLACEHOLDER.search(secret[body]) is None
+
+    return check
+
+
+_CREDENTIAL_CONTEXT = re.compile(r"(?i)key|token|secret|passw|pwd|auth|credential|bearer")
+"""Words that say a nearby value is a credential (`apiKey:`, `<authToken>`, `?key=`)."""
+
+
+def _said_to_be_a_credential(match: re.Match[str]) -> bool:
+    """Whether the text around a rule's match names a credential: up to 80 characters before it
+    (the line before too: `<apiToken>` above the value) or 40 after it (`... # the API key`)."""
+    text = match.string
+    start, end = match.span(1)
+    return (_CREDENTIAL_CONTEXT.search(text, max(0, start - 80), start) is not None
+            or _CREDENTIAL_CONTEXT.search(text, end, end + 40) is not None)
+
+
 _PARTS = re.compile(r"\d+(?:\.\d+)+|[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _VOWELS = frozenset("aeiouy")
 _CONSONANTS = re.compile(r"[b-df-hj-np-tv-xz]{5}")
@@ -323,6 +355,14 @@ def _aws_secret(secret: str, _match: re.Match[str]) -> bool:
     return looks_random(secret, 3.5) and not is_benign_identifier(secret)
 
 
+def _google_api_key(secret: str, match: re.Match[str]) -> bool:
+    """A Google API key is a public identifier by design as often as a secret: Firebase and Maps
+    keys ship inside web pages and apps (restricted by referrer or app), and SDKs publish example
+    keys that gitleaks lists as false positives. It counts where the text around it says it is a
+    credential (`apiKey:`, `?key=`, `GEMINI_API_KEY=`, `<gcpToken>`); a bare one is left alone."""
+    return looks_random(secret[4:], 3.0) and _said_to_be_a_credential(match)
+
+
 def _basic_auth(secret: str, _match: re.Match[str]) -> bool:
     """`Basic <base64(user:password)>`: decodes to printable text with a password part."""
     raw = _b64decode(secret.replace("+", "-").replace("/", "_"))
@@ -413,6 +453,59 @@ _PEM_FRAMING = re.compile(r"-----[^-]+-----|\s|\\n")
 """What is not key material in a PEM block: its BEGIN/END lines, line breaks (escaped ones too)."""
 
 
+_PREFIXED: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    # kind, keywords (each the lower-cased start of the pattern), pattern
+    ("shopify_token", ("shpat_", "shpca_", "shppa_", "shpss_"), r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"),
+    ("huggingface_token", ("hf_", "api_org_"), r"hf_[A-Za-z]{34}|api_org_[A-Za-z]{34}"),
+    ("digitalocean_token", ("dop_v1_", "doo_v1_", "dor_v1_"), r"do[opr]_v1_[a-f0-9]{64}"),
+    ("doppler_token", ("dp.",), r"dp\.(?:pt|st|ct|scim|audit)\.[A-Za-z0-9]{40,44}"),
+    ("square_token", ("sq0", "eaaa"), r"sq0(?:atp|csp)-[A-Za-z0-9_\-]{22,60}|EAAA[A-Za-z0-9_\-+=]{60}"),
+    ("facebook_access_token", ("eaam", "eaac"), r"(?:EAAM|EAAC)[A-Za-z0-9]{100,}"),
+    ("google_oauth_token", ("ya29.",), r"ya29\.[A-Za-z0-9_\-]{30,}"),
+    ("sendgrid_api_key", ("sg.",), r"SG\.[A-Za-z0-9=_\-.]{66}"),
+    ("pulumi_token", ("pul-",), r"pul-[a-f0-9]{40}"),
+    ("linear_api_key", ("lin_api_",), r"lin_api_[A-Za-z0-9]{40}"),
+    ("databricks_token", ("dapi",), r"dapi[a-f0-9]{32}(?:-\d)?"),
+    ("atlassian_token", ("atatt",), r"ATATT3[A-Za-z0-9_\-=]{186}"),
+    ("sentry_token", ("sntryu_", "sntrys_"), r"sntryu_[a-f0-9]{64}|sntrys_eyJpYXQiO[A-Za-z0-9+/=_]{20,}"),
+    ("openshift_token", ("sha256~",), r"sha256~[A-Za-z0-9_\-]{43}"),
+    ("flutterwave_key", ("flw",), r"FLW(?:SECK|PUBK)_TEST-[a-hA-H0-9]{32}-X|FLWSECK_TEST-[a-hA-H0-9]{12}"),
+    ("planetscale_token", ("pscale_",), r"pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_\-.=]{32,64}"),
+    ("rubygems_token", ("rubygems_",), r"rubygems_[a-f0-9]{48}"),
+    ("vault_token", ("hvs.", "hvb."), r"hvs\.[A-Za-z0-9_\-]{90,120}|hvb\.[A-Za-z0-9_\-]{138,300}"),
+    ("grafana_token", ("glsa_", "glc_", "eyjrijoi"),
+     r"glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,400}={0,2}|eyJrIjoi[A-Za-z0-9]{70,400}={0,3}"),
+    ("dynatrace_token", ("dt0c01.",), r"dt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}"),
+    ("onepassword_token", ("ops_",), r"ops_eyJ[A-Za-z0-9+/]{250,}={0,3}"),
+    ("onepassword_secret_key", ("a3-",),
+     r"A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}"),
+    ("postman_token", ("pmak-",), r"PMAK-[a-fA-F0-9]{24}-[a-fA-F0-9]{34}"),
+    ("docker_token", ("dckr_pat_",), r"dckr_pat_[A-Za-z0-9_\-]{27}"),
+    ("notion_token", ("ntn_",), r"ntn_[0-9]{11}[A-Za-z0-9]{35}"),
+    ("prefect_token", ("pnu_",), r"pnu_[A-Za-z0-9]{36}"),
+    ("readme_token", ("rdme_",), r"rdme_[a-z0-9]{70}"),
+    ("scalingo_token", ("tk-us-",), r"tk-us-[A-Za-z0-9_\-]{48}"),
+    ("easypost_token", ("ezak", "eztk"), r"(?:EZAK|EZTK)[A-Za-z0-9]{54}"),
+    ("posthog_token", ("phc_",), r"phc_[A-Za-z0-9]{43}"),
+    ("adobe_client_secret", ("p8e-",), r"p8e-[A-Za-z0-9]{32}"),
+    ("alibaba_access_key_id", ("ltai",), r"LTAI[A-Za-z0-9]{20}"),
+    ("heroku_api_key", ("hrku-aa",), r"HRKU-AA[0-9a-zA-Z_\-]{58}"),
+    ("infracost_token", ("ico-",), r"ico-[a-zA-Z0-9]{32}"),
+    ("intra42_client_secret", ("s-s4t2",), r"s-s4t2(?:ud|af)-[abcdefABCDEF0-9]{64}"),
+    ("perplexity_api_key", ("pplx-",), r"pplx-[a-zA-Z0-9]{48}"),
+    ("sendinblue_api_key", ("xkeysib-",), r"xkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16}"),
+    ("settlemint_token", ("sm_aat_", "sm_pat_", "sm_sat_"), r"sm_(?:aat|pat|sat)_[a-zA-Z0-9]{16}"),
+    ("shippo_token", ("shippo_",), r"shippo_(?:live|test)_[a-fA-F0-9]{40}"),
+    ("sourcegraph_token", ("sgp_",), r"sgp_(?:[a-fA-F0-9]{16}|local)_[a-fA-F0-9]{40}|sgp_[a-fA-F0-9]{40}"),
+    ("frameio_token", ("fio-u-",), r"fio-u-[A-Za-z0-9\-_=]{64}"),
+    ("duffel_token", ("duffel_",), r"duffel_(?:test|live)_[A-Za-z0-9_\-=]{43}"),
+    ("harness_token", ("pat.", "sat."), r"(?:pat|sat)\.[a-zA-Z0-9_\-]{22}\.[a-zA-Z0-9]{24}\.[a-zA-Z0-9]{20}"),
+    ("octopus_api_key", ("api-",), r"API-[A-Z0-9]{26}"),
+    ("cloudflare_origin_ca_key", ("v1.0-",), r"v1\.0-[a-f0-9]{24}-[a-f0-9]{146}"),
+)
+"""Formats that are a distinctive prefix and a fixed alphabet and length (gitleaks' definitions)."""
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "private_key",
@@ -431,7 +524,7 @@ RULES: tuple[Rule, ...] = (
         group=1,
     ),
     _rule("aws_access_key_id", ("akia", "asia", "abia", "acca", "a3t"),
-          _B + r"((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})" + _E, _token(2.5, slice(4, None))),
+          _B + r"((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})" + _E, _exact_format(slice(4, None))),
     _rule(
         "aws_secret_access_key",
         ("aws", "secret_access", "secretaccess"),
@@ -498,8 +591,10 @@ RULES: tuple[Rule, ...] = (
           r"https?://api\.softlayer\.com/soap/v3(?:\.1)?/([A-Za-z0-9]{64})" + _E,
           lambda s, _m: not is_placeholder(s, run_limit=12)),  # the URL says it is a key
     _rule("sidekiq_secret", ("bundle_enterprise__contribsys__com", "bundle_gems__contribsys__com"),
-          r"(?i:BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM)[\"'`]?[ \t]*(?:=|:=|:)[ \t]*[\"'`]?"
-          r"([a-f0-9]{8}:[a-f0-9]{8})" + _E, lambda s, _m: looks_random(s.replace(":", ""), 2.5), anchored=True),
+          # the variable's name may go on (`..._COM_TOKEN`, `...COMToken string`); any assignment syntax
+          r"(?i:BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM)[ \t\w.\-]{0,20}[\"'`]?[ \t]*"
+          r"(?:=>|:{1,3}=|\?=|\.=|=|:|,|>)[\s\"'`]{0,8}([a-f0-9]{8}:[a-f0-9]{8})" + _E,
+          lambda s, _m: looks_random(s.replace(":", ""), 2.5), anchored=True),
     _rule("sidekiq_secret", ("contribsys.com",),
           r"https?://([a-f0-9]{8}:[a-f0-9]{8})@(?:gems|enterprise)\.contribsys\.com",
           lambda s, _m: looks_random(s.replace(":", ""), 2.5)),
@@ -527,71 +622,37 @@ RULES: tuple[Rule, ...] = (
           _B + r"([MNO][A-Za-z0-9_\-]{23,25}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,38})" + _ED),
     _rule("mailchimp_api_key", ("-us",), _B + r"([0-9a-f]{32}-us\d{1,2})" + _E, back=32),
     _rule("npm_token", ("npm_",), _B + r"(npm_[A-Za-z0-9]{36})" + _E, _checksummed_token(4)),
-    *(
-        _rule(kind, keywords, _B + "(" + pattern + ")" + _ED, anchored=True)
-        for kind, keywords, pattern in (
-            # kind, keywords (each the lower-cased start of the pattern), pattern
-            ("shopify_token", ("shpat_", "shpca_", "shppa_", "shpss_"), r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"),
-            ("huggingface_token", ("hf_", "api_org_"), r"hf_[A-Za-z]{34}|api_org_[A-Za-z]{34}"),
-            ("digitalocean_token", ("dop_v1_", "doo_v1_", "dor_v1_"), r"do[opr]_v1_[a-f0-9]{64}"),
-            ("doppler_token", ("dp.",), r"dp\.(?:pt|st|ct|scim|audit)\.[A-Za-z0-9]{40,44}"),
-            ("square_token", ("sq0", "eaaa"), r"sq0(?:atp|csp)-[A-Za-z0-9_\-]{22,60}|EAAA[A-Za-z0-9_\-+=]{60}"),
-            ("facebook_access_token", ("eaam", "eaac"), r"EAA[MC][A-Za-z0-9]{100,}"),
-            ("gcp_api_key", ("aiza",), r"AIza[A-Za-z0-9_\-]{35}"),
-            ("google_oauth_token", ("ya29.",), r"ya29\.[A-Za-z0-9_\-]{30,}"),
-            ("sendgrid_api_key", ("sg.",), r"SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}"),
-            ("pulumi_token", ("pul-",), r"pul-[a-f0-9]{40}"),
-            ("linear_api_key", ("lin_api_",), r"lin_api_[A-Za-z0-9]{40}"),
-            ("databricks_token", ("dapi",), r"dapi[a-f0-9]{32}(?:-\d)?"),
-            ("atlassian_token", ("atatt",), r"ATATT3[A-Za-z0-9_\-=]{186}"),
-            ("sentry_token", ("sntryu_", "sntrys_"), r"sntryu_[a-f0-9]{64}|sntrys_eyJpYXQiO[A-Za-z0-9+/=_]{20,}"),
-            ("openshift_token", ("sha256~",), r"sha256~[A-Za-z0-9_\-]{43}"),
-            ("flutterwave_key", ("flw",), r"FLW(?:SECK|PUBK)_TEST-[a-hA-H0-9]{32}-X|FLWSECK_TEST-[a-hA-H0-9]{12}"),
-            ("planetscale_token", ("pscale_",), r"pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_\-.=]{32,64}"),
-            ("rubygems_token", ("rubygems_",), r"rubygems_[a-f0-9]{48}"),
-            ("vault_token", ("hvs.", "hvb."), r"hvs\.[A-Za-z0-9_\-]{90,120}|hvb\.[A-Za-z0-9_\-]{138,300}"),
-            ("grafana_token", ("glsa_", "glc_", "eyjrijoi"),
-             r"glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,400}={0,2}|eyJrIjoi[A-Za-z0-9]{70,400}={0,3}"),
-            ("dynatrace_token", ("dt0c01.",), r"dt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}"),
-            ("onepassword_token", ("ops_",), r"ops_eyJ[A-Za-z0-9+/]{250,}={0,3}"),
-            ("onepassword_secret_key", ("a3-",),
-             r"A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}"),
-            ("age_secret_key", ("age-secret-key-",), r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
-            ("postman_token", ("pmak-",), r"PMAK-[a-fA-F0-9]{24}-[a-fA-F0-9]{34}"),
-            ("docker_token", ("dckr_pat_",), r"dckr_pat_[A-Za-z0-9_\-]{27}"),
-            ("notion_token", ("ntn_",), r"ntn_[0-9]{11}[A-Za-z0-9]{35}"),
-            ("prefect_token", ("pnu_",), r"pnu_[A-Za-z0-9]{36}"),
-            ("readme_token", ("rdme_",), r"rdme_[a-z0-9]{70}"),
-            ("scalingo_token", ("tk-us-",), r"tk-us-[A-Za-z0-9_\-]{48}"),
-            ("easypost_token", ("ezak", "eztk"), r"(?:EZAK|EZTK)[A-Za-z0-9]{54}"),
-            ("posthog_token", ("phc_",), r"phc_[A-Za-z0-9]{43}"),
-            ("adobe_client_secret", ("p8e-",), r"p8e-[A-Za-z0-9]{32}"),
-            ("alibaba_access_key_id", ("ltai",), r"LTAI[A-Za-z0-9]{20}"),
-            ("heroku_api_key", ("hrku-aa",), r"HRKU-AA[0-9a-zA-Z_\-]{58}"),
-            ("infracost_token", ("ico-",), r"ico-[a-zA-Z0-9]{32}"),
-            ("intra42_client_secret", ("s-s4t2",), r"s-s4t2(?:ud|af)-[abcdefABCDEF0-9]{64}"),
-            ("perplexity_api_key", ("pplx-",), r"pplx-[a-zA-Z0-9]{48}"),
-            ("sendinblue_api_key", ("xkeysib-",), r"xkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16}"),
-            ("settlemint_token", ("sm_aat_", "sm_pat_", "sm_sat_"), r"sm_(?:aat|pat|sat)_[a-zA-Z0-9]{16}"),
-            ("shippo_token", ("shippo_",), r"shippo_(?:live|test)_[a-fA-F0-9]{40}"),
-            ("sourcegraph_token", ("sgp_",), r"sgp_(?:[a-fA-F0-9]{16}|local)_[a-fA-F0-9]{40}|sgp_[a-fA-F0-9]{40}"),
-            ("frameio_token", ("fio-u-",), r"fio-u-[A-Za-z0-9\-_=]{64}"),
-            ("duffel_token", ("duffel_",), r"duffel_(?:test|live)_[A-Za-z0-9_\-=]{43}"),
-            ("harness_token", ("pat.", "sat."), r"(?:pat|sat)\.[a-zA-Z0-9_\-]{22}\.[a-zA-Z0-9]{24}\.[a-zA-Z0-9]{20}"),
-            ("octopus_api_key", ("api-",), r"API-[A-Z0-9]{26}"),
-            ("cloudflare_origin_ca_key", ("v1.0-",), r"v1\.0-[a-f0-9]{24}-[a-f0-9]{146}"),
-        )
-    ),
+    _rule("gcp_api_key", ("aiza",), _B + r"(AIza[A-Za-z0-9_\-]{35})" + _ED, _google_api_key, anchored=True),
+    _rule("age_secret_key", ("age-secret-key-",),
+          _B + r"(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})" + _ED, _exact_format(slice(16, None)),
+          anchored=True),
+    *(_rule(kind, keywords, _B + "(" + pattern + ")" + _ED, anchored=True) for kind, keywords, pattern in _PREFIXED),
     # formats whose distinctive part is not at the start
     _rule("maxmind_license_key", ("_mmk",), _B + r"([A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk)" + _ED),
     _rule("terraform_token", ("atlasv1",), _B + r"([A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9\-_=]{60,70})" + _ED),
 )
 
+
+def _as_spelled(keyword: str, pattern: str) -> str:
+    """`keyword` (lower case) as `pattern` spells it: `ezak` -> `EZAK`, `dp.` -> `dp.`."""
+    literal = re.sub(r"\\(.)", r"\1", pattern)
+    index = literal.lower().find(keyword)
+    return literal[index:index + len(keyword)] if index >= 0 else keyword
+
+
 _VENDOR_PREFIX = re.compile(
-    r"xox[a-z]-|gh[pousr]_|github_pat_|sk-|[sr]k_(?:live|test|prod)_|AKIA|ASIA|gl(?:pat|dt|rt|cbt|ptt|soat|ffct"
-    r"|oas|imt|agent|ft)-|GR1348941|AIza|pypi-|npm_|sgp_|\d{4,20}:[A-Za-z0-9_\-]"
+    r"xox[a-z]-|gh[pousr]_|github_pat_|sk-|[sr]k_(?:live|test|prod)_|A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|gl(?:pat|dt"
+    r"|rt|cbt|ptt|soat|ffct|oas|imt|agent|ft)-|GR1348941|AIza|AGE-SECRET-KEY-|pypi-|npm_|\d{4,20}:[A-Za-z0-9_\-]"
 )
-"""Values a provider rule has judged already: an assignment does not judge them again."""
+"""The prefixes of the rules written out above; those of the `_PREFIXED` table come from the table."""
+_VENDOR_PREFIXES = tuple(_as_spelled(k, pattern) for _, keywords, pattern in _PREFIXED for k in keywords)
+
+
+def _has_vendor_prefix(value: str) -> bool:
+    """Whether a provider rule has judged `value` already (it starts with that provider's prefix):
+    an assignment does not judge it again. A real token is machine-made and always in its format;
+    `DATABRICKS_TOKEN=dapi...` that breaks the format was written by hand, as an example."""
+    return value.startswith(_VENDOR_PREFIXES) or _VENDOR_PREFIX.match(value) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -702,27 +763,25 @@ def password_value(value: str, *, min_length: int = 6) -> bool:
     return entropy(value) >= 2.0
 
 
-def key_value(value: str, *, strong: bool = True) -> bool:
+def key_value(value: str) -> bool:
     """A plausible API key/token: random-looking, not a word, identifier, version, host, path,
     reference or placeholder. Hex digests and UUIDs count here: assigned to a credential name
-    they are the credential (Heroku, Snyk, Datadog keys), while a bare `key` name wants more."""
+    they are the credential (Heroku, Snyk, Datadog keys)."""
     n = len(value)
     if n < 10 or n > 300 or any(c.isspace() for c in value):
         return False
     if is_placeholder(value, run_limit=12) or _REFERENCE.match(value) or _CALL.match(value) or "://" in value:
         return False
     if _UUID.fullmatch(value) or _HEX_DIGEST.fullmatch(value):
-        return strong
+        return True
     if value.isdigit():
         return n >= 16 and entropy(value) >= 2.5
     if not _LETTER.search(value):
         return False
     if looks_like_words(value):
         return False
-    if not _DIGIT.search(value) and (n < 20 or not strong):
+    if not _DIGIT.search(value) and n < 20:
         return False  # letters only: words and identifiers, unless long and random
-    if not strong and n < 20:
-        return False
     return entropy(value) >= min(3.0, math.log2(n) - 1.0)
 
 
@@ -776,9 +835,12 @@ def _assignment(text: str, start: int, end: int, scan: _Scan) -> tuple[str, int,
     if match.group("space") is not None and not name.startswith("-"):
         return None  # --api-key VALUE: only a command-line flag takes its value after a space
     verdict = judge_name(name.lstrip("-.$"))
-    if verdict is None or "..." in value or _VENDOR_PREFIX.match(value):
-        # `ops_eyJhbG...` is elided, not a token (seen before the dots are stripped below), and a
-        # value in a provider's format has been judged by that provider's rule already
+    if verdict is None or not verdict.strong or "..." in value or _has_vendor_prefix(value):
+        # A bare `key`/`keys`/`api` names a record's key, a dictionary key or an API as often as a
+        # credential (detect-secrets' keyword list leaves it out too): in a tool result it holds
+        # document ids and idempotency keys that a client needs intact. `ops_eyJhbG...` is elided,
+        # not a token (seen before the dots are stripped below), and a value with a provider's
+        # prefix has been judged by that provider's rule already.
         return None
     value_start, value_end = match.span(group)
     if group == "bare":  # trailing punctuation closes the statement, it is not part of the value
@@ -794,19 +856,23 @@ def _assignment(text: str, start: int, end: int, scan: _Scan) -> tuple[str, int,
     elif verdict.kind == "password":
         ok = password_value(value) and not (group == "bare" and _is_code_reference(value))
     else:
-        ok = key_value(value, strong=verdict.strong)
+        ok = key_value(value)
     return (verdict.kind, value_start, value_end) if ok else None
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _PASCAL_CASE = re.compile(r"(?:[A-Z][a-z0-9]+){2,}")
+_SLUG = re.compile(r"[a-z]+(?:-[a-z]+)+")
 
 
 def _is_code_reference(value: str) -> bool:
-    """An unquoted `key_password`, `proxy.auth`, `SecretStr`, `parts[1]`: a variable, a type or an
-    expression, not a literal."""
+    """An unquoted `key_password`, `proxy.auth`, `SecretStr`, `parts[1]`, `db-credentials`: a
+    variable, a type, an expression or the name of a resource (a Kubernetes secret, a vault
+    entry: words joined by hyphens), not a literal."""
     if "[" in value or "(" in value:
         return True
+    if _SLUG.fullmatch(value):
+        return looks_like_words(value)
     if not _IDENTIFIER.fullmatch(value) or not looks_like_words(value):
         return False
     return "_" in value or "." in value or _PASCAL_CASE.fullmatch(value) is not None
@@ -834,10 +900,9 @@ _DS_PLUGINS = [{"name": "Base64HighEntropyString", "limit": _DS_LIMIT}]
 """What detect-secrets is asked for: its opinion on high-entropy strings (at its default limit).
 Its provider plugins duplicate our rules with looser formats, and hex runs are digests far more
 often than keys, so those plugins are not run at all (they cost 25 regex passes per line)."""
-_DS_CONTEXT = re.compile(r"(?i)key|token|secret|passw|pwd|auth|credential|bearer")
-"""A high-entropy string counts only on a line that says it holds a credential."""
 _DS_NOT_CONTEXT = re.compile(r"(?i)csrf|xsrf|authenticity_token|integrity|checksum|nonce|sha\d|hash|public")
-"""...and not on one that says the string is public, an anti-forgery token, a digest or a nonce."""
+"""A high-entropy string counts only on a line that says it holds a credential (`_CREDENTIAL_CONTEXT`),
+and not on one that says the string is public, an anti-forgery token, a digest or a nonce."""
 
 
 def _ds_gate(text: str) -> bool:
@@ -907,7 +972,7 @@ def _second_opinion(text: str, found: list[tuple[str, int, int]]) -> Iterator[tu
         line_start = text.rfind("\n", 0, start) + 1
         line_end = text.find("\n", end)
         line = text[line_start:line_end if line_end >= 0 else len(text)]
-        if not _DS_CONTEXT.search(line) or _DS_NOT_CONTEXT.search(line):
+        if not _CREDENTIAL_CONTEXT.search(line) or _DS_NOT_CONTEXT.search(line):
             continue
         budget -= 1
         if budget < 0:
