@@ -52,7 +52,8 @@ def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]
 
 
 @cache
-def _validator(schema_path: Path) -> jsonschema.protocols.Validator:
+def schema_validator(schema_path: Path) -> jsonschema.protocols.Validator:
+    """The checked validator for a JSON Schema file, built once per file."""
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -62,7 +63,7 @@ def _validator(schema_path: Path) -> jsonschema.protocols.Validator:
 def schema_problems(data: Any, schema_path: Path) -> list[str]:
     """One line per problem of `data` against the schema file, each starting with its JSON path."""
     problems: list[str] = []
-    errors = _validator(schema_path).iter_errors(data)
+    errors = schema_validator(schema_path).iter_errors(data)
     for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
         problems.extend(_describe(error))
     return problems

@@ -91,8 +91,6 @@ class Guardian:
         self.tenancy = Tenancy(gateway, tenants)
         self.pipeline = gateway.pipeline
         """The gateway-wide pipeline (library `inspect()`; every session when no tenants are configured)."""
-        self.rate_limit = gateway.rate_limit
-        self.access_policy = gateway.access_policy
 
     def _context(
         self, name: str | None, security: SecurityConfig, upstreams: Mapping[str, UpstreamConfig],
@@ -114,23 +112,18 @@ class Guardian:
                 context.access_policy = inspector  # background() runs its hot reload
         return context
 
-    @property
-    def contexts(self) -> list[TenantContext]:
-        """The gateway-wide context and every tenant's."""
-        return [self.tenancy.gateway, *self.tenancy.tenants.values()]
-
     @asynccontextmanager
     async def background(self) -> AsyncIterator[None]:
         """Gateway-wide tasks (access-policy hot reload) for as long as the gateway serves."""
         async with anyio.create_task_group() as tg:
             watched: set[int] = set()
-            for context in self.contexts:
+            for context in self.tenancy.contexts:
                 policy = context.access_policy
                 if policy is not None and id(policy) not in watched:
                     watched.add(id(policy))
                     tg.start_soon(policy.watch)
             warmed: set[int] = set()
-            for inspector in (i for context in self.contexts for i in context.pipeline.inspectors):
+            for inspector in (i for context in self.tenancy.contexts for i in context.pipeline.inspectors):
                 # Build heavy detector state (PII engine, classifier) now, not on the first message.
                 if callable(warm := getattr(inspector, "warm", None)) and id(inspector) not in warmed:
                     warmed.add(id(inspector))
@@ -145,7 +138,7 @@ class Guardian:
     def add_inspector(self, inspector: Inspector) -> None:
         """Register an inspector with every tenant's pipeline, applying its per-name settings
         from each one's config (and profile)."""
-        for context in self.contexts:
+        for context in self.tenancy.contexts:
             self._add(context, inspector)
 
     @staticmethod
@@ -185,15 +178,14 @@ class Guardian:
 
     _embedded_session = SessionInfo(session_id="embedded", transport="library", upstream="-")
 
-    def relay_options(self, transport: str, upstream: UpstreamConfig | None = None) -> RelayOptions:
+    def relay_options(self, transport: str, upstream: UpstreamConfig) -> RelayOptions:
         server = self.config.server
-        upstream = upstream if upstream is not None else self.config.upstream
         return RelayOptions(
             max_in_flight=server.max_concurrent_requests,
             request_timeout=server.request_timeout,
             answer_invalid=transport in ("stdio", "sse"),
             relate_to_requests=transport == "streamable-http",
-            upstream_headers=http_headers if upstream and upstream.transport == "streamable-http" else None,
+            upstream_headers=http_headers if upstream.transport == "streamable-http" else None,
         )
 
     def route(self, identity: Identity | None, upstream: str | None = None) -> Route:
@@ -271,11 +263,6 @@ class Guardian:
         if ended is not None:
             logger.warning("session %s: %s", session.session_id, ended)
         return ended
-
-    def require_upstream(self) -> UpstreamConfig:
-        if self.config.upstream is None:
-            raise errors.ConfigError(["$.upstream_mcp_server: no upstream server configured"])
-        return self.config.upstream
 
     def asgi_app(self) -> Any:
         """The Starlette app: `/mcp` (and `/mcp/<upstream>`), `/sse` + `/messages/`, `/health`, `/metrics`."""

@@ -40,6 +40,12 @@ SyncHook = Callable[[Event], HookResult]
 AsyncHook = Callable[[Event], Awaitable[HookResult]]
 ReviewHook = Callable[[Event, Sequence[Finding]], HookResult]
 
+DETECTOR_ERROR = "detector_error"
+"""The kind of the finding a hook that raised or timed out produces."""
+TIMED_OUT = "timed out"
+"""How a timeout is worded in that finding's message (`inspector timed out after 5s`); metrics
+tell timeouts from other errors by it."""
+
 
 @dataclass(frozen=True, slots=True)
 class InspectorSettings:
@@ -178,7 +184,7 @@ class Pipeline:
                     return _settle(entry, await anyio.to_thread.run_sync(hook, event, abandon_on_cancel=True))
                 return _settle(entry, await cast(AsyncHook, entry.hook)(event))
         except TimeoutError as exc:
-            return [_error_finding(entry, f"timed out after {entry.settings.timeout:g}s", exc)]
+            return [_error_finding(entry, f"{TIMED_OUT} after {entry.settings.timeout:g}s", exc)]
         except Exception as exc:
             return [_error_finding(entry, f"failed: {type(exc).__name__}", exc)]
         finally:
@@ -199,8 +205,7 @@ def _settle(entry: _Entry, result: HookResult) -> list[Finding]:
 def _error_finding(entry: _Entry, what: str, exc: BaseException) -> Finding:
     logger.warning("inspector %s %s", entry.name, what, exc_info=not isinstance(exc, TimeoutError))
     action = Action.BLOCK if entry.settings.fail_closed else Action.WARN
-    # observability/metrics.py tells timeouts from errors by this wording ("inspector timed out …").
-    finding = Finding(entry.name, "detector_error", f"inspector {what}", action=action)
+    finding = Finding(entry.name, DETECTOR_ERROR, f"inspector {what}", action=action)
     return replace(finding, action=Action.WARN, monitor=True) if entry.settings.monitor else finding
 
 

@@ -87,7 +87,8 @@ class Tenancy:
 
     @property
     def contexts(self) -> list[TenantContext]:
-        return list(self.tenants.values()) if self.tenants else [self.gateway]
+        """The gateway-wide context (library `inspect()`) and every tenant's."""
+        return [self.gateway, *self.tenants.values()]
 
     def context_for(self, identity: Identity | None) -> TenantContext:
         if not self.tenants:

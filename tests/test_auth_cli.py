@@ -13,15 +13,12 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.support.auth import make_pki
+from tests.support.auth import ACCEPT, INITIALIZE, make_pki
 from tests.support.gateway import GUARDIAN, config_file, demo_server_stdio_argv, gateway_http
 from tests.support.peers import REPO_ROOT, free_port, http_server_process
 
 pytestmark = pytest.mark.anyio
 
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
 CALL = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}}
 
 

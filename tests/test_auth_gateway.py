@@ -8,7 +8,7 @@ upstream receives, a small SDK server over streamable HTTP behind a recording wr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import httpx2
@@ -22,16 +22,23 @@ from starlette.types import Receive, Scope, Send
 from guardian.app import create_app
 from guardian.auth.settings import AuthSettings
 from guardian.gateway import Guardian
-from tests.support.auth import ISSUER, RESOURCE, JWKSServer, claims, rsa_key, uvicorn_server
+from tests.support.auth import (
+    ACCEPT,
+    INITIALIZE,
+    ISSUER,
+    RESOURCE,
+    JWKSServer,
+    claims,
+    jwks_fixture,
+    rsa_key,
+    uvicorn_server,
+)
 from tests.support.gateway import demo_server_stdio_argv
 from tests.support.peers import text_of
 
 pytestmark = pytest.mark.anyio
 
 KEY = rsa_key("gw-1")
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +46,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[JWKSServer]:
-    with JWKSServer() as server:
-        server.publish(KEY)
-        yield server
+jwks = jwks_fixture(KEY, scope="module")
 
 
 def auth_settings(jwks: JWKSServer) -> AuthSettings:

@@ -8,7 +8,7 @@ transport; JWTs are verified against a real JWKS endpoint on loopback.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from guardian.auth.identity import identity_of
 from guardian.auth.keys_cli import create_key, revoke_key
 from guardian.auth.middleware import AuthMiddleware
 from guardian.auth.settings import AuthSettings
-from tests.support.auth import ISSUER, RESOURCE, JWKSServer, claims, rsa_key
+from tests.support.auth import ISSUER, RESOURCE, JWKSServer, claims, jwks_fixture, rsa_key
 
 pytestmark = pytest.mark.anyio
 
@@ -43,11 +43,7 @@ async def reporter(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture
-def jwks() -> Iterator[JWKSServer]:
-    with JWKSServer() as server:
-        server.publish(KEY)
-        yield server
+jwks = jwks_fixture(KEY)
 
 
 @pytest.fixture

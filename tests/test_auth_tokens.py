@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -22,7 +21,18 @@ from guardian.auth.errors import AuthFailure, KeysUnavailable
 from guardian.auth.jwks import JWKSCache, parse_jwks
 from guardian.auth.settings import AuthSettings, OAuthSettings
 from guardian.auth.tokens import TokenValidator
-from tests.support.auth import ISSUER, RESOURCE, JWKSServer, SigningKey, b64url, claims, ec_key, rsa_key, unsigned_token
+from tests.support.auth import (
+    ISSUER,
+    RESOURCE,
+    JWKSServer,
+    SigningKey,
+    b64url,
+    claims,
+    ec_key,
+    jwks_fixture,
+    rsa_key,
+    unsigned_token,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -30,11 +40,7 @@ RSA = rsa_key("rsa-1")
 EC = ec_key("ec-1")
 
 
-@pytest.fixture
-def jwks() -> Iterator[JWKSServer]:
-    with JWKSServer() as server:
-        server.publish(RSA, EC)
-        yield server
+jwks = jwks_fixture(RSA, EC)
 
 
 class Clock:

@@ -96,11 +96,11 @@ def inspector_names(g: Guardian) -> list[str]:
 
 
 def test_build_from_nothing_a_dict_a_config_and_files(tmp_path: Path) -> None:
-    # tool access only when lists are configured
     detectors = [  # the standard profile's, in the order they run
         "schema_validation", "hidden_characters", "secrets", "pii", "prompt_injection", "tool_poisoning",
         "argument_injection",
     ]
+    # tool_access only when allow/deny lists are configured
     assert inspector_names(Guardian()) == ["limits", "pins", "catalog", *detectors]
     from_dict = Guardian(DENY_CONFIG)
     assert inspector_names(from_dict) == ["limits", "tool_access", "pins", "catalog", *detectors]

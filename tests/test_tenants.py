@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -34,7 +34,17 @@ from guardian.errors import ConfigError
 from guardian.gateway import Guardian, check_inspectors
 from guardian.pins.store import PinStore
 from guardian.tenancy import AccessRefused
-from tests.support.auth import ISSUER, RESOURCE, JWKSServer, claims, rsa_key, uvicorn_server
+from tests.support.auth import (
+    ACCEPT,
+    INITIALIZE,
+    ISSUER,
+    RESOURCE,
+    JWKSServer,
+    claims,
+    jwks_fixture,
+    rsa_key,
+    uvicorn_server,
+)
 from tests.support.gateway import DEMO_TOOLS, demo_server_stdio_argv
 from tests.support.peers import REPO_ROOT, open_client, text_of
 
@@ -44,9 +54,6 @@ KEY = rsa_key("tenants-1")
 RUGPULL = REPO_ROOT / "tests" / "support" / "rugpull_server.py"
 CRM_TOOLS = {"fetch_data", "echo", "mutate"}
 MODERN = "2026-07-28"
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
 
 
 def tenants_config(crm_state: Path, audit: Path) -> dict[str, Any]:
@@ -87,11 +94,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[JWKSServer]:
-    with JWKSServer() as server:
-        server.publish(KEY)
-        yield server
+jwks = jwks_fixture(KEY, scope="module")
 
 
 @pytest.fixture(scope="module")

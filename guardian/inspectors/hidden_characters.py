@@ -18,15 +18,25 @@ from guardian.decision import Action, Finding
 from guardian.events import Event
 from guardian.inspector import EveryMessage
 from guardian.inspectors.options import Options
-from guardian.normalize import HOMOGLYPH, TAG, hidden_spans, mixed_script_words
+from guardian.normalize import (
+    BIDI,
+    CONTROL,
+    HOMOGLYPH,
+    INVISIBLE,
+    TAG,
+    TERMINAL,
+    VARIATION,
+    hidden_spans,
+    mixed_script_words,
+)
 
 _DESCRIPTIONS = {
     TAG: "Unicode tag characters (hidden ASCII)",
-    "invisible_characters": "zero-width or invisible characters",
-    "bidi_control": "bidirectional text controls",
-    "terminal_escape": "terminal escape sequence",
-    "control_characters": "control characters",
-    "variation_selector_run": "variation selectors (hidden data)",
+    INVISIBLE: "zero-width or invisible characters",
+    BIDI: "bidirectional text controls",
+    TERMINAL: "terminal escape sequence",
+    CONTROL: "control characters",
+    VARIATION: "variation selectors (hidden data)",
 }
 
 

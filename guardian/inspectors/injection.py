@@ -65,8 +65,6 @@ import functools
 import hashlib
 import importlib
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Self
@@ -86,6 +84,7 @@ from guardian.inspectors.injection_model import (
     segments,
     shipped_model,
 )
+from guardian.inspectors.lru import LruCache
 from guardian.inspectors.options import Options
 from guardian.normalize import normalize
 
@@ -908,34 +907,7 @@ CACHE_MIN_CHARS: Final = 64
 structured result full of ids and dates would push the long strings out."""
 
 _CacheKey = tuple[bytes, str, bool]
-"""(SHA-256 of the text, head, whether the classifier read it)."""
-
-
-class _Cache:
-    """Bounded LRU from a string's content hash to its findings; thread-safe (the pipeline
-    runs large messages in worker threads). Only the hash is kept, not the text."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[_CacheKey, tuple[Finding, ...]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: _CacheKey) -> tuple[Finding, ...] | None:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-            return found
-
-    def put(self, key: _CacheKey, findings: Sequence[Finding]) -> None:
-        with self._lock:
-            self._entries[key] = tuple(findings)
-            self._entries.move_to_end(key)
-            if len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
+"""(SHA-256 of the text, head, whether the classifier read it): only the hash is kept, not the text."""
 
 
 @dataclass(slots=True)
@@ -988,7 +960,7 @@ class InjectionInspector(EveryMessage):
         self._model = model
         policy = self.policy
         self._uses_model = policy.classifier_enabled and bool(policy.classifier_surfaces & policy.surfaces)
-        self._cache = _Cache(cache_size) if cache_size > 0 else None
+        self._cache: LruCache[_CacheKey, tuple[Finding, ...]] | None = LruCache(cache_size) if cache_size > 0 else None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
@@ -1076,7 +1048,7 @@ class InjectionInspector(EveryMessage):
     def _done(self, key: _CacheKey | None, found: list[Finding], text: str) -> list[Finding]:
         merged = _merge_overlapping(found, text)
         if key is not None and self._cache is not None:
-            self._cache.put(key, merged)
+            self._cache.put(key, tuple(merged))
         return merged
 
     def _rule_findings(

@@ -36,7 +36,6 @@ import fnmatch
 import hashlib
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -46,6 +45,7 @@ from guardian.errors import ConfigError
 from guardian.events import Direction, Event, Kind, Surface
 from guardian.inspector import EveryMessage
 from guardian.inspectors import pii_model
+from guardian.inspectors.lru import LruCache
 from guardian.inspectors.options import BOTH_DIRECTIONS, Options
 from guardian.inspectors.secrets import keyed_excerpt
 
@@ -417,8 +417,7 @@ class PiiDetector:
         self._boundaries = Boundaries.of(self.entities)
         self._engine: Any = None  # presidio's, for the structured entities; looked up once
         self._windows = False  # whether the pipeline allows windows; set with `_engine`
-        self._cache: OrderedDict[bytes, tuple[PiiSpan, ...]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: LruCache[bytes, tuple[PiiSpan, ...]] = LruCache(cache_size)
 
     def warm(self) -> None:
         """Build the engine now (start-up) rather than on the first message."""
@@ -439,17 +438,11 @@ class PiiDetector:
         if not regions and not self._person:
             return ()  # passes a gate, but holds nothing a structured recognizer matches
         key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         found = tuple(merge(self._analyze(text, regions)))
-        if self.cache_size:
-            with self._lock:
-                self._cache[key] = found
-                if len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+        self._cache.put(key, found)
         return found
 
     @staticmethod

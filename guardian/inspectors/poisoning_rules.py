@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import bisect
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
 import ahocorasick
+
+from guardian.inspectors.lru import LruCache
 
 # ---------------------------------------------------------------------------------------------
 # Rule ids (the finding `kind`) and what each means, for block reasons (never the content).
@@ -783,24 +783,17 @@ class DescriptionRules:
         for keyword in keywords:
             self._automaton.add_word(keyword, keyword)
         self._automaton.make_automaton()
-        self._cache: OrderedDict[tuple[str, str | None], TextScan] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = threading.Lock()  # the pipeline may run detectors in worker threads
+        self._cache: LruCache[tuple[str, str | None], TextScan] = LruCache(cache_size)
 
     def scan(self, text: str, own: str | None = None) -> TextScan:
         """Rule hits and tool references in one text (normalised); `own` is the described
         tool's name, for the checks that depend on what the tool is about."""
         key = (text, own)
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         result = self._scan(collapse(text), own)
-        with self._lock:
-            self._cache[key] = result
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(key, result)
         return result
 
     def _scan(self, text: str, own: str | None) -> TextScan:

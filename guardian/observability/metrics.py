@@ -27,6 +27,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from guardian.decision import Action, Decision, Finding
+from guardian.pipeline import DETECTOR_ERROR, TIMED_OUT
 
 OTHER: Final = "other"
 
@@ -55,8 +56,7 @@ MAX_FINDING_SERIES: Final = 1000
 """Distinct (detector, kind) pairs before further new pairs count as (other, other)."""
 
 _ACTIONS: Final = {action: str(action) for action in Action}
-_TIMED_OUT: Final = "inspector timed out"
-"""How `pipeline._error_finding` words a timeout (the other detector errors say `failed`)."""
+_TIMED_OUT: Final = f"inspector {TIMED_OUT}"
 
 
 class Metrics:
@@ -127,7 +127,7 @@ class Metrics:
             if counter is None:
                 counter = self._new_child(children, key, self._findings, (OTHER, OTHER))
             counter.inc()
-            if finding.kind == "detector_error":
+            if finding.kind == DETECTOR_ERROR:
                 reason = "timeout" if finding.message.startswith(_TIMED_OUT) else "error"
                 self._detector_error(finding.detector, reason)
 

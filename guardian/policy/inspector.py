@@ -141,16 +141,13 @@ class AccessPolicyInspector:
     def evaluate(self, event: Event, findings: Sequence[Finding] = ()) -> Verdict | None:
         """The policy's verdict on a client request (None for anything else); see the module doc."""
         request = Request.from_event(event)
-        if request is None:
-            return None
-        return self._policy.evaluate(self.subject(event.session), request, _visible(findings, self.name), self._now())
+        return self._verdict(event, request, findings) if request is not None else None
 
     def review(self, event: Event, findings: Sequence[Finding]) -> list[Finding]:
         """The pipeline hook that runs after every other inspector of the event."""
         request = Request.from_event(event)
         if request is not None:
-            policy = self._policy
-            verdict = policy.evaluate(self.subject(event.session), request, _visible(findings, self.name), self._now())
+            verdict = self._verdict(event, request, findings)
             return [] if verdict.allowed else [self._deny(request, verdict)]
         if event.method in LIST_METHODS and event.result is not None:
             return self.hide(event)
@@ -172,6 +169,9 @@ class AccessPolicyInspector:
             )
             for key, index, verdict in hidden
         ]
+
+    def _verdict(self, event: Event, request: Request, findings: Sequence[Finding]) -> Verdict:
+        return self._policy.evaluate(self.subject(event.session), request, _visible(findings, self.name), self._now())
 
     def _deny(self, request: Request, verdict: Verdict) -> Finding:
         approval = verdict.effect is Effect.REQUIRE_APPROVAL

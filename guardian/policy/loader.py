@@ -27,6 +27,7 @@ import yaml
 from jsonschema.exceptions import best_match
 
 from guardian.decision import Action
+from guardian.documents import schema_validator
 from guardian.errors import ConfigError
 from guardian.policy.engine import VARIABLES, glob_to_regex, variables_in
 from guardian.policy.jsonpath import JsonPathError, parse
@@ -187,13 +188,8 @@ def _one_line(message: str) -> str:
 # --- schema ---------------------------------------------------------------------------------------
 
 
-@cache
 def _validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    validator: jsonschema.protocols.Validator = cls(schema)
-    return validator
+    return schema_validator(SCHEMA_PATH)
 
 
 def schema() -> dict[str, Any]:

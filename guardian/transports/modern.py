@@ -46,7 +46,7 @@ from guardian.events import Direction, Event, SessionInfo
 from guardian.pipeline import Pipeline
 from guardian.tenancy import AccessRefused, Route
 from guardian.transports.codec import DECODED_KEY, decode_message, encode_message, sse_frame
-from guardian.transports.http import upstream_in_path
+from guardian.transports.http import jsonrpc_error_response, upstream_in_path
 from guardian.transports.http_session import PING_INTERVAL, cancel_on_disconnect, rate_limit_http
 from guardian.transports.upstream import http_headers
 from guardian.transports.upstream_pool import SharedUpstream, UpstreamPool
@@ -117,20 +117,19 @@ class ModernExchange:
             return
         decoded = scope.get(DECODED_KEY) or decode_message(await request.body())
         if isinstance(decoded, errors.InvalidMessage):
-            invalid = errors.error_response(decoded.request_id, decoded.code, str(decoded))
-            await _json_response(invalid, 400)(scope, receive, send)
+            await jsonrpc_error_response(400, decoded.code, str(decoded), decoded.request_id)(scope, receive, send)
             return
         message = decoded.message
         if not isinstance(message, JSONRPCRequest | JSONRPCNotification):
-            invalid = errors.error_response(None, errors.INVALID_REQUEST, "body must be one request or notification")
-            await _json_response(invalid, 400)(scope, receive, send)
+            invalid = "body must be one request or notification"
+            await jsonrpc_error_response(400, errors.INVALID_REQUEST, invalid)(scope, receive, send)
             return
         identity = identity_of(scope)
         try:
             route = self.guardian.route(identity, upstream_in_path(scope["path"], "/mcp"))
         except AccessRefused as refused:
-            answer = errors.error_response(getattr(message, "id", None), refused.code, str(refused))
-            await _json_response(answer, refused.status)(scope, receive, send)
+            request_id = message.id if isinstance(message, JSONRPCRequest) else None
+            await jsonrpc_error_response(refused.status, refused.code, str(refused), request_id)(scope, receive, send)
             return
         session = SessionInfo(
             session_id=f"modern-{next(self._sequence)}",

@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import jwt
+import pytest
 import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,6 +34,10 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 ISSUER = "https://issuer.example.test"
 RESOURCE = "https://gateway.example.test/mcp"
+# Raw streamable-HTTP requests to the gateway: the headers it requires and a handshake to open a session.
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
 
 
 # --- signing keys and tokens ---------------------------------------------------------------------
@@ -139,6 +144,18 @@ class JWKSServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)
+
+
+def jwks_fixture(*keys: SigningKey, scope: Literal["function", "module"] = "function") -> Any:
+    """A `jwks` fixture: a `JWKSServer` publishing `keys`. In a test module: `jwks = jwks_fixture(KEY)`."""
+
+    @pytest.fixture(scope=scope, name="jwks")
+    def fixture() -> Iterator[JWKSServer]:
+        with JWKSServer() as server:
+            server.publish(*keys)
+            yield server
+
+    return fixture
 
 
 # --- uvicorn on loopback, in a thread -----------------------------------------------------------------
